@@ -1,0 +1,256 @@
+"""Lower a trained spiking model to Loihi 2 integers (the content of a NetX file).
+
+Per spiking layer, in the float model ``I = BN(W * s) = W' * s + b'``. We pick a per-layer scale
+``k`` (integer units per unit of float current) and write
+
+    weight  w_int = even integer round(k W') in [-256, 254]   (8-bit mantissa, Loihi's sign mode)
+    bias    b_int = round(k b')                                  (13-bit mantissa, bias_exp 6)
+    vThMant       = round(k threshold)                           (17 bit)
+    vDecay        = round(4096 (1 - leak)),  iDecay = round(4096 (1 - current_leak))
+
+so that Loihi's ``v`` equals ``64 k`` times the float membrane up to rounding. Lava's conv
+process ignores weight exponents, so ``k`` lives entirely in threshold and bias. ``k`` is the
+largest value that keeps every quantity inside its register, including the 24-bit current ``u``.
+
+The input is the raw 8-bit pixel level (0..255) as a graded spike, plus one constant channel at
+level 255, the *bias channel*: the first layer's bias (BatchNorm shift and the folded input
+normalisation) rides on that channel's weights. A per-pixel weight is ~1/(255 std) of the float
+weight while the bias is O(1), so as a 13-bit NetX bias it would cap ``k`` so low that the first
+layer kept only ~3 weight bits; as 8-bit weights on a 255-level input it has 16x the range.
+Zero padding of the constant channel reproduces exactly how the float model's zero padding of
+the *normalised* image changes the folded bias at the border.
+
+2x2 average pooling (no neuron, the reference VGG) is folded into the next synapse:
+conv(W, avgpool(s)) is a conv with kernel 2k, stride 2s, padding 2p and weights W/4.
+The model is never modified: lowering reads copies of its tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from rssnn import dynamics
+from rssnn.errors import UserError
+from train.models import AvgPool, ConvUnit, DenseUnit, Flatten, SpikingNet
+
+PIXEL_LEVELS = 255  # input: 8-bit graded spikes carrying the raw pixel level
+INPUT_MESSAGE_BITS = 8
+
+
+@dataclass
+class LoweredLayer:
+    """One synapse (+ neuron) layer in Loihi integers. Shapes in PyTorch order (C, H, W)."""
+
+    kind: str  # "conv" or "dense"
+    name: str
+    weight: np.ndarray  # int64, conv (out, in, kh, kw) or dense (out, in)
+    bias: np.ndarray  # int64, (C,) per channel or (C, H, W) per neuron
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    scale: float  # k: integer current units per float current unit
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    flatten_before: bool = False
+    spiking: bool = True  # False for the read-out (logits accumulated on the host side)
+    i_decay: np.ndarray | None = None  # int64 (C,)
+    v_decay: np.ndarray | None = None
+    vth: np.ndarray | None = None
+    limits: dict[str, float] = field(default_factory=dict)  # candidate scales, for the report
+
+    @property
+    def per_channel(self) -> bool:
+        return self.spiking and any(len(np.unique(p)) > 1 for p in
+                                    (self.i_decay, self.v_decay, self.vth))
+
+
+@dataclass
+class LoweredNet:
+    """A model in Loihi integers: what the NetX file holds and what both simulators run.
+
+    ``input_shape`` includes the constant bias channel (the last input channel).
+    """
+
+    input_shape: tuple[int, int, int]
+    num_steps: int
+    layers: list[LoweredLayer]
+    class_names: list[str]
+
+
+def encode_input(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 images [N, 3, H, W] -> int64 graded input [N, 4, H, W]: pixels + bias channel."""
+    const = torch.full_like(pixels[:, :1], PIXEL_LEVELS)
+    return torch.cat([pixels, const], 1).to(torch.int64)
+
+
+def _fold_bn(w: torch.Tensor, norm: nn.Module | None, bias: torch.Tensor | None):
+    """Fold inference-mode BatchNorm: returns (W', b') with I = W' * s + b' per channel."""
+    w = w.detach().double()
+    out = w.shape[0]
+    if norm is None:
+        b = bias.detach().double() if bias is not None else torch.zeros(out, dtype=torch.float64)
+        return w, b
+    scale = norm.weight.detach().double() / torch.sqrt(norm.running_var.double() + norm.eps)
+    shift = norm.bias.detach().double() - norm.running_mean.double() * scale
+    return w * scale.view(-1, *([1] * (w.dim() - 1))), shift
+
+
+def _fold_pool_into_conv(w: torch.Tensor, stride: tuple, padding: tuple):
+    """avgpool2x2 followed by conv(w) == conv(w', stride 2s, padding 2p), w' = repeat(w)/4."""
+    w2 = w.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3) / 4
+    return w2, (2 * stride[0], 2 * stride[1]), (2 * padding[0], 2 * padding[1])
+
+
+def _fold_pool_into_dense(w: torch.Tensor, c: int, h: int, wd: int) -> torch.Tensor:
+    """avgpool2x2 -> flatten -> dense(w) == flatten -> dense(w') on the unpooled map."""
+    w4 = w.reshape(w.shape[0], c, h, wd)
+    return (w4.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3) / 4).reshape(w.shape[0], -1)
+
+
+def _fold_input(w: torch.Tensor, b: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                conv: bool) -> torch.Tensor:
+    """Fold normalisation, the 1/255 pixel scale and the bias into first-layer weights.
+
+    The float layer computes ``W' ((p/255 - mean) / std) + b'`` on a zero-padded normalised
+    image; returns weights over (pixels, bias channel) for the input ``encode_input(p)``.
+    """
+    if conv:
+        w_pix = w / std.view(1, -1, 1, 1) / PIXEL_LEVELS
+        k_const = -(w * (mean / std).view(1, -1, 1, 1)).sum(1, keepdim=True)
+        centre = (w.shape[2] // 2, w.shape[3] // 2)  # always inside the image: 'same' padding
+        k_const[:, 0, centre[0], centre[1]] += b
+        return torch.cat([w_pix, k_const / PIXEL_LEVELS], 1)
+    plane = w.shape[1] // len(std)  # features per channel: the bias channel adds one plane
+    w_pix = w / torch.repeat_interleave(std, plane).view(1, -1) / PIXEL_LEVELS
+    const = torch.zeros(w.shape[0], plane, dtype=w.dtype)
+    const[:, 0] = (b - w @ torch.repeat_interleave(mean / std, plane)) / PIXEL_LEVELS
+    return torch.cat([w_pix, const], 1)  # one bias-channel feature carries the bias
+
+
+def _current_bound(w: torch.Tensor, b: torch.Tensor, input_max: float,
+                   norm: nn.Module | None) -> float:
+    """Largest |synaptic input| (float units) the layer can meet.
+
+    The worst case over inputs in [0, input_max] is ``input_max * max(sum w+, sum |w-|)``. With
+    BatchNorm the training statistics give a realistic bound: the normalised current stays
+    within 8 standard deviations, |I - beta| <= 8 |gamma|, i.e. |W' x| <= 8 |gamma| + |beta - b'|.
+    """
+    rows = w.reshape(w.shape[0], -1)
+    worst = input_max * torch.maximum(rows.clamp(min=0).sum(1), (-rows).clamp(min=0).sum(1))
+    if norm is not None:
+        gamma = norm.weight.detach().double().abs()
+        stat = 8 * gamma + (norm.bias.detach().double() - b).abs()
+        worst = torch.minimum(worst, stat)
+    return worst.max().item()
+
+
+def _choose_scale(w: torch.Tensor, b: torch.Tensor, threshold_max: float, current_max: float,
+                  ) -> tuple[float, dict[str, float]]:
+    """Largest k that keeps weights, bias, threshold and the 24-bit current in range."""
+    limits = {
+        "weight": dynamics.WEIGHT_MANT_RANGE[1] / max(w.abs().max().item(), 1e-12),
+        "bias": dynamics.BIAS_MANT_RANGE[1] / max(b.abs().max().item(), 1e-12),
+        "threshold": dynamics.VTH_MANT_RANGE[1] / max(threshold_max, 1e-12),
+        # u = a_in << 6 must stay inside +-2**23 (Loihi's current register wraps).
+        "current": (dynamics.STATE_MAX >> dynamics.ACT_SHIFT) / max(current_max, 1e-12),
+    }
+    return min(limits.values()), limits
+
+
+def _quantise_weight(w: torch.Tensor, k: float, name: str, limits: dict[str, float]) -> np.ndarray:
+    lo, hi = dynamics.WEIGHT_MANT_RANGE
+    q = 2 * torch.round(w * k / 2)  # even mantissas: Loihi's 8-bit mixed-sign weights
+    if not q.abs().max() > 0:
+        binding = min(limits, key=limits.get)
+        raise UserError(f"cannot export {name}: its weights vanish at 8 bits because the "
+                        f"{binding} range limits the layer scale (limits {limits}); "
+                        "this layer cannot be represented on Loihi 2")
+    return q.clamp(lo, hi).to(torch.int64).numpy()
+
+
+def _neuron_ints(neuron, k: float) -> dict[str, np.ndarray]:
+    params = neuron.loihi_params(1.0 / k)
+    return dict(i_decay=params["iDecay"], v_decay=params["vDecay"], vth=params["vThMant"])
+
+
+def _check_exportable(model: nn.Module) -> None:
+    if not isinstance(model, SpikingNet):
+        _, why = model.stock_netx_exportable()
+        raise UserError(f"cannot export {type(model).__name__}: {why}; the exporter handles "
+                        "feed-forward conv/pool/dense models (cpu, vgg5, vgg11)")
+    if any(getattr(m, "gain", None) is not None for m in model.modules()):
+        raise UserError("cannot export: the per-step input gain a[t] (--learn-gain) has no "
+                        "Loihi mapping; train without --learn-gain to deploy")
+
+
+def lower(model: nn.Module, class_names: list[str]) -> LoweredNet:
+    """Lower a :class:`SpikingNet` to integers; other models raise UserError with the reason."""
+    _check_exportable(model)
+    model = model.eval()
+    mean = model.normalize.mean.detach().double().view(-1)
+    std = model.normalize.std.detach().double().view(-1)
+    size = model.image_size
+    shape: tuple[int, ...] = (len(mean) + 1, size, size)  # pixels + bias channel
+    input_shape = shape
+    layers: list[LoweredLayer] = []
+    pending_pool = pending_flatten = False
+    units = list(model.layers) + [model.readout]
+    for idx, unit in enumerate(units):
+        name = "readout" if unit is model.readout else f"layers.{idx}"
+        if isinstance(unit, AvgPool):
+            if pending_pool:
+                raise UserError("cannot export two consecutive pooling layers")
+            pending_pool = True
+            continue
+        if isinstance(unit, Flatten):
+            pending_flatten = True
+            continue
+        if not isinstance(unit, ConvUnit | DenseUnit):
+            raise UserError(f"cannot export layer {name} of type {type(unit).__name__}")
+        first = not layers
+        conv = isinstance(unit, ConvUnit)
+        if conv:
+            w, b = _fold_bn(unit.synapse.weight[..., 0], unit.norm, None)
+            stride, padding = tuple(unit.synapse.stride[:2]), tuple(unit.synapse.padding[:2])
+            if pending_pool:
+                w, stride, padding = _fold_pool_into_conv(w, stride, padding)
+        else:
+            w, b = _fold_bn(unit.synapse.weight.reshape(unit.synapse.weight.shape[0], -1),
+                            unit.norm, unit.bias)
+            if pending_pool:
+                c, hh, ww = shape
+                w = _fold_pool_into_dense(w, c, hh // 2, ww // 2)
+        pending_pool = False
+        input_max = 1.0
+        if first:  # the bias moves onto the bias channel's weights
+            w = _fold_input(w, b, mean, std, conv)
+            b = torch.zeros_like(b)
+            input_max = PIXEL_LEVELS
+        in_shape = shape if conv else (int(np.prod(shape)),)
+        if not conv and w.shape[1] != in_shape[0]:
+            raise UserError(f"cannot export {name}: {w.shape[1]} inputs for {in_shape[0]} "
+                            "features")
+        spiking = unit.neuron is not None
+        th_max = unit.neuron.clamped()[1].max().item() if spiking else 1.0
+        norm = getattr(unit, "norm", None)
+        k, limits = _choose_scale(w, b, th_max, _current_bound(w, b, input_max, norm))
+        if conv:
+            h = (shape[1] + 2 * padding[0] - w.shape[2]) // stride[0] + 1
+            wd = (shape[2] + 2 * padding[1] - w.shape[3]) // stride[1] + 1
+            out_shape: tuple[int, ...] = (w.shape[0], h, wd)
+            extra = dict(stride=stride, padding=padding)
+        else:
+            out_shape = (w.shape[0],)
+            extra = dict(flatten_before=pending_flatten)
+            pending_flatten = False
+        layer = LoweredLayer("conv" if conv else "dense", name,
+                             _quantise_weight(w, k, name, limits),
+                             torch.round(b * k).to(torch.int64).numpy(), in_shape, out_shape, k,
+                             spiking=spiking, limits=limits,
+                             **(_neuron_ints(unit.neuron, k) if spiking else {}), **extra)
+        layers.append(layer)
+        shape = out_shape
+    return LoweredNet(input_shape, model.num_steps, layers, list(class_names))

@@ -1,0 +1,220 @@
+"""NetX HDF5 files: writing a :class:`LoweredNet`, reading and validating it back.
+
+The layout is lava-dl NetX's (``/layer/<i>/...``, see docs/netx-schema.md), so stock
+``lava.lib.dl.netx.hdf5.Network`` loads the file. Everything NetX does not read lives under
+``/rssnn`` (attributes), which NetX ignores:
+
+* format, version, kind (``stock`` or ``rssnn-extension``) and the extension features used;
+* T, input encoding, class names, dataset, the training configuration (JSON), the source
+  checkpoint's SHA-256, the exporter version, and per layer the scale ``k`` and its limits.
+
+Files are written to a temporary file and renamed, so a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from export.lowering import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet
+from rssnn import __version__ as RSSNN_VERSION
+from rssnn import dynamics
+from rssnn.errors import UserError
+
+FORMAT = "rssnn-netx"
+VERSION = 1
+
+
+def _type(handle: h5py.Group, name: str) -> None:
+    handle.create_dataset("type", (1,), "S10", [name.encode("ascii")])
+
+
+def _neuron(handle: h5py.Group, layer: LoweredLayer) -> None:
+    def scalar_or_array(a: np.ndarray):
+        a = np.asarray(a, dtype=np.int64)
+        return int(a[0]) if len(np.unique(a)) == 1 else a
+
+    handle.create_dataset("neuron/type", (1,), "S10", [b"CUBA"])
+    handle.create_dataset("neuron/iDecay", data=scalar_or_array(layer.i_decay))
+    handle.create_dataset("neuron/vDecay", data=scalar_or_array(layer.v_decay))
+    handle.create_dataset("neuron/vThMant", data=scalar_or_array(layer.vth))
+    handle.create_dataset("neuron/refDelay", data=1)
+    handle.create_dataset("neuron/gradedSpike", data=False)
+
+
+def _readout_neuron(handle: h5py.Group) -> None:
+    """A non-leaky integrator that never fires: v accumulates the read-out's input."""
+    handle.create_dataset("neuron/type", (1,), "S10", [b"CUBA"])
+    handle.create_dataset("neuron/iDecay", data=dynamics.DECAY_UNITY)
+    handle.create_dataset("neuron/vDecay", data=0)
+    handle.create_dataset("neuron/vThMant", data=dynamics.VTH_MANT_RANGE[1])
+    handle.create_dataset("neuron/refDelay", data=1)
+    handle.create_dataset("neuron/gradedSpike", data=False)
+
+
+def _bias_for_netx(layer: LoweredLayer) -> np.ndarray:
+    """Per-channel bias as (C,); per-neuron bias in NetX's neuron order (x, y, c) = (W, H, C)."""
+    b = np.asarray(layer.bias, dtype=np.int64)
+    return b if b.ndim == 1 else b.transpose(2, 1, 0)
+
+
+def extension_features(net: LoweredNet) -> list[str]:
+    """What in this network stock NetX readers cannot be assumed to handle."""
+    return ["per_channel_neuron"] if any(layer.per_channel for layer in net.layers) else []
+
+
+def write(path: str | Path, net: LoweredNet, metadata: dict[str, Any]) -> str:
+    """Write ``net`` to ``path`` atomically; returns the kind of file written."""
+    from train.checkpoint import atomic_write_bytes
+
+    path = Path(path)
+    features = extension_features(net)
+    kind = "rssnn-extension" if features else "stock"
+    for layer in net.layers:
+        if np.abs(np.asarray(layer.bias)).max(initial=0) > dynamics.BIAS_MANT_RANGE[1]:
+            raise UserError(f"bias of {layer.name} does not fit Loihi's 13-bit mantissa")
+
+    def write_h5(fh) -> None:
+        with h5py.File(fh, "w") as f:
+            layer_group = f.create_group("layer")
+            idx = 0
+
+            def group() -> h5py.Group:
+                nonlocal idx
+                g = layer_group.create_group(str(idx))
+                idx += 1
+                return g
+
+            g = group()
+            _type(g, "input")
+            g.create_dataset("shape", data=np.array(net.input_shape))
+            for layer in net.layers:
+                if layer.flatten_before:
+                    g = group()
+                    _type(g, "flatten")
+                    g.create_dataset("shape", data=np.array([layer.in_shape[0], 1, 1]))
+                g = group()
+                if layer.kind == "conv":
+                    _type(g, "conv")
+                    g.create_dataset("shape", data=np.array(layer.out_shape))
+                    g.create_dataset("inChannels", data=layer.weight.shape[1])
+                    g.create_dataset("outChannels", data=layer.weight.shape[0])
+                    g.create_dataset("kernelSize", data=np.array(layer.weight.shape[2:]))
+                    g.create_dataset("stride", data=np.array(layer.stride))
+                    g.create_dataset("padding", data=np.array(layer.padding))
+                    g.create_dataset("dilation", data=np.array([1, 1]))
+                    g.create_dataset("groups", data=1)
+                else:
+                    _type(g, "dense")
+                    g.create_dataset("shape", data=np.array(layer.out_shape))
+                    g.create_dataset("inFeatures", data=layer.weight.shape[1])
+                    g.create_dataset("outFeatures", data=layer.weight.shape[0])
+                g.create_dataset("weight", data=layer.weight.astype(np.float32))
+                g.create_dataset("bias", data=_bias_for_netx(layer))
+                if layer.spiking:
+                    _neuron(g, layer)
+                else:
+                    _readout_neuron(g)
+            meta = f.create_group("rssnn")
+            attrs = dict(format=FORMAT, version=VERSION, kind=kind, features=json.dumps(features),
+                         num_steps=net.num_steps, input_message_bits=INPUT_MESSAGE_BITS,
+                         input_encoding="raw 8-bit pixel levels 0..255 as graded spikes, "
+                                        "the same image on every step",
+                         class_names=json.dumps(net.class_names), exporter_version=RSSNN_VERSION,
+                         layer_names=json.dumps([lay.name for lay in net.layers]),
+                         layer_scales=json.dumps([lay.scale for lay in net.layers]),
+                         layer_scale_limits=json.dumps([lay.limits for lay in net.layers]))
+            attrs.update({k: (json.dumps(v, default=str) if isinstance(v, dict | list) else v)
+                          for k, v in metadata.items()})
+            for key, value in attrs.items():
+                meta.attrs[key] = value
+
+    try:
+        atomic_write_bytes(path, write_h5)
+    except OSError as exc:
+        raise UserError(f"cannot write '{path}': {exc.strerror or exc}") from exc
+    return kind
+
+
+def _decode(v: Any) -> Any:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``/rssnn`` attributes of a file; UserError for missing, foreign or corrupt files."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"network file '{path}' does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            if "rssnn" not in f or "layer" not in f:
+                raise UserError(f"'{path}' is not an rssnn-lava NetX file (no /rssnn metadata); "
+                                "export it with python export/to_netx.py")
+            meta = {k: _decode(v) for k, v in f["rssnn"].attrs.items()}
+    except OSError as exc:
+        raise UserError(f"'{path}' is not a readable HDF5 file (truncated or corrupt?)") from exc
+    if meta.get("format") != FORMAT:
+        raise UserError(f"'{path}' is not an rssnn-lava NetX file")
+    if int(meta.get("version", -1)) != VERSION:
+        raise UserError(f"'{path}' has rssnn-netx version {meta.get('version')}, this reader "
+                        f"supports {VERSION}")
+    for key in ("class_names", "features", "layer_names", "layer_scales"):
+        meta[key] = json.loads(meta[key])
+    return meta
+
+
+def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
+    """Read a file written by :func:`write` back into integers (for checks and lava_procs)."""
+    meta = read_metadata(path)
+    layers: list[LoweredLayer] = []
+    names, scales = iter(meta["layer_names"]), iter(meta["layer_scales"])
+    try:
+        with h5py.File(path, "r") as f:
+            group = f["layer"]
+            input_shape = tuple(int(x) for x in group["0"]["shape"][()])
+            shape: tuple[int, ...] = input_shape
+            flatten = False
+            for i in range(1, len(group)):
+                g = group[str(i)]
+                kind = g["type"][0].decode()
+                if kind == "flatten":
+                    flatten = True
+                    continue
+                if kind not in ("conv", "dense"):
+                    raise UserError(f"'{path}' layer {i}: unsupported layer type '{kind}'")
+                weight = np.asarray(g["weight"][()]).astype(np.int64)
+                bias = np.asarray(g["bias"][()]).astype(np.int64)
+                if bias.ndim == 3:
+                    bias = bias.transpose(2, 1, 0)
+                out_shape = tuple(int(x) for x in g["shape"][()])
+                n = g["neuron"]
+                spiking = i != len(group) - 1  # the schema's last layer is the read-out
+                c = out_shape[0]
+
+                def arr(key: str, n=n, c=c) -> np.ndarray:
+                    return np.broadcast_to(np.asarray(n[key][()], dtype=np.int64), (c,)).copy()
+
+                common = dict(name=next(names), weight=weight, bias=bias, out_shape=out_shape,
+                              scale=float(next(scales)), spiking=spiking,
+                              i_decay=arr("iDecay") if spiking else None,
+                              v_decay=arr("vDecay") if spiking else None,
+                              vth=arr("vThMant") if spiking else None)
+                if kind == "conv":
+                    layer = LoweredLayer("conv", in_shape=shape,
+                                         stride=tuple(int(x) for x in g["stride"][()]),
+                                         padding=tuple(int(x) for x in g["padding"][()]), **common)
+                else:
+                    layer = LoweredLayer("dense", in_shape=(int(np.prod(shape)),),
+                                         flatten_before=flatten, **common)
+                flatten = False
+                layers.append(layer)
+                shape = out_shape
+    except (KeyError, ValueError, StopIteration, OSError) as exc:
+        raise UserError(f"'{path}' is damaged: {exc.__class__.__name__} while reading layers"
+                        ) from exc
+    net = LoweredNet(input_shape, int(meta["num_steps"]), layers, meta["class_names"])
+    return net, meta

@@ -1,0 +1,99 @@
+"""Export a trained rssnn-lava checkpoint to a NetX HDF5 file, optionally verified bit-exact.
+
+    python export/to_netx.py --checkpoint runs/cifar/best.pt --out model.net \
+        --verify 100 --data-root DIR --split val --verify-report report.json
+
+The file loads with stock ``lava.lib.dl.netx.hdf5.Network(path, input_message_bits=8)``
+whenever the model has per-layer neuron parameters; per-channel leaks or thresholds make it an
+rssnn extension file (same layout, (C,) parameter arrays), read by ``lava_procs``.
+With ``--verify N`` the exporter runs N images through the PyTorch fixed-point mode and through
+the file in Lava (Loihi2SimCfg, fixed point), compares every spike of every layer and the
+predicted classes, and fails (exit 2, file removed) on any mismatch unless --allow-mismatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rssnn.cli_support import OneLineParser
+
+    ap = OneLineParser(prog="python export/to_netx.py", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True, help="checkpoint from train/cifar.py")
+    ap.add_argument("--out", required=True, help="NetX HDF5 file to write (e.g. model.net)")
+    ap.add_argument("--verify", type=int, default=0, metavar="N",
+                    help="verify on N images in Lava (default 0: no verification)")
+    ap.add_argument("--data-root", default=None,
+                    help="CIFAR folder for --verify (default ../shared/data/cifar10)")
+    ap.add_argument("--split", choices=("val", "test", "train"), default="val",
+                    help="split for --verify (default val)")
+    ap.add_argument("--verify-report", default=None, help="JSON report of the verification")
+    ap.add_argument("--allow-mismatch", action="store_true",
+                    help="keep the file even if Lava and PyTorch disagree")
+    return ap
+
+
+def export(args: argparse.Namespace) -> dict[str, Any]:
+    from export import lowering, netx_file
+    from rssnn.errors import UserError
+    from train import checkpoint, data
+
+    ckpt_path = Path(args.checkpoint)
+    ckpt = checkpoint.load(ckpt_path)
+    model = checkpoint.restore_model(ckpt, ckpt_path).eval()
+    out = Path(args.out)
+    if out.is_dir():
+        raise UserError(f"--out '{out}' is a folder; give a file name such as model.net")
+    t0 = time.perf_counter()
+    net = lowering.lower(model, ckpt.get("class_names") or [str(i) for i in range(10)])
+    cfg = ckpt.get("config", {})
+    meta = dict(dataset=ckpt["model"]["dataset"], training_config=cfg,
+                model=ckpt["model"], source_checkpoint=str(ckpt_path),
+                source_checkpoint_sha256=checkpoint.file_sha256(ckpt_path))
+    kind = netx_file.write(out, net, meta)
+    export_s = time.perf_counter() - t0
+    print(f"wrote {out} ({kind} NetX file: {len(net.layers)} synapse layers, "
+          f"T={net.num_steps}) in {export_s:.1f} s")
+    result: dict[str, Any] = dict(file=str(out), kind=kind, export_seconds=export_s)
+    if args.verify > 0:
+        from export.verify import verify
+
+        root = args.data_root or str(data.DEFAULT_DATA_ROOT)
+        split = data.load_split(root, ckpt["model"]["dataset"], args.split,
+                                val_size=cfg.get("val_size", 5000), seed=cfg.get("seed", 0))
+        n = min(args.verify, len(split))
+        report = verify(out, net, model, split.images[:n], split.labels[:n])
+        report.update(file=str(out), kind=kind, split=args.split, checkpoint=str(ckpt_path))
+        result["verification"] = report
+        if args.verify_report:
+            Path(args.verify_report).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.verify_report).write_text(json.dumps(report, indent=2))
+        print(f"verified on {n} {args.split} images in Lava: {report['spike_mismatches']} "
+              f"spike mismatches, prediction agreement {report['prediction_agreement']:.3f}; "
+              f"accuracy float {report['float_accuracy']:.3f}, fixed point "
+              f"{report['fixed_point_accuracy']:.3f}, Lava {report['lava_accuracy']:.3f}")
+        if (report["spike_mismatches"] or report["prediction_agreement"] < 1) and \
+                not args.allow_mismatch:
+            out.unlink(missing_ok=True)
+            raise UserError(f"Lava and the PyTorch fixed-point model disagree "
+                            f"({report['spike_mismatches']} spike mismatches); '{out}' removed; "
+                            "see the report, or keep it with --allow-mismatch")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rssnn.cli_support import run_cli
+
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: export(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

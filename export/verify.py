@@ -1,0 +1,127 @@
+"""Verification: the exported file in Lava (Loihi2SimCfg, fixed point) vs the PyTorch fixed point.
+
+Lava runs the file through stock ``lava.lib.dl.netx.hdf5.Network``: N images back to back from a
+RingBuffer, each repeated for T steps, with NetX's pipelined per-layer reset
+(``reset_interval=T``), so one compiled network serves all images. Each layer's spikes leave
+through a ``lava.proc.io.extractor.Extractor`` (a channel, not per-element ``Var.get``, which
+costs ~30 us per element). Layer k (0-based) processes step tau of image n at Lava time step
+``n T + 2 + k + tau``: one step for the source and one per synapse (Lava's synapse delay).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from export.fixed_point import run_fixed
+from export.lowering import INPUT_MESSAGE_BITS, LoweredNet, encode_input
+
+
+def run_lava(path: str | Path, net: LoweredNet, pixels: torch.Tensor, chunk: int = 64
+             ) -> dict[str, Any]:
+    """Run uint8 images [N, 3, H, W] through the file in Lava; spikes per spiking layer.
+
+    Returns ``spikes`` (list of bool arrays [N, C, H, W, T] / [N, F, T] in PyTorch order),
+    ``logits`` (int64 [N, classes], the integer read-out applied to Lava's last spikes) and
+    timing figures.
+    """
+    from lava.lib.dl import netx
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
+    from lava.proc.io.source import RingBuffer
+
+    steps_per_image = net.num_steps
+    n = pixels.shape[0]
+    spiking = [layer for layer in net.layers if layer.spiking]
+    total = n * steps_per_image + len(spiking) + 1
+    frames = encode_input(pixels).numpy().astype(np.int32)
+    if net.layers[0].kind == "dense":  # flattened input, (C, H, W) order as NetX expects
+        frames = frames.reshape(n, -1)
+    else:
+        frames = frames.transpose(0, 3, 2, 1)  # N, W, H, C (Lava order)
+    data = np.repeat(frames[..., None], steps_per_image, axis=-1)  # N, W, H, C, T
+    data = np.concatenate([np.moveaxis(data, 0, -2).reshape(*frames.shape[1:], -1),
+                           np.zeros((*frames.shape[1:], len(spiking) + 2), np.int32)], -1)
+    t0 = time.perf_counter()
+    lava_net = netx.hdf5.Network(net_config=str(path), input_message_bits=INPUT_MESSAGE_BITS,
+                                 reset_interval=steps_per_image, reset_offset=1)
+    source = RingBuffer(data=data)
+    source.s_out.connect(lava_net.inp)
+    blocks = [b for b in lava_net.layers][:len(spiking)]
+    extractors = []
+    for block in blocks:
+        ex = Extractor(shape=block.out.shape, buffer_size=chunk)
+        block.out.connect(ex.in_port)
+        extractors.append(ex)
+    recorded = [np.zeros((*b.out.shape, total), dtype=bool) for b in blocks]
+    build_s = time.perf_counter() - t0
+    # The Extractor's model carries no tag: name it explicitly.
+    run_cfg = Loihi2SimCfg(select_tag="fixed_pt",
+                           exception_proc_model_map={Extractor: PyLoihiExtractorModel})
+    t_run = time.perf_counter()
+    try:
+        done = 0
+        while done < total:
+            k = min(chunk, total - done)
+            lava_net.run(condition=RunSteps(num_steps=k), run_cfg=run_cfg)
+            for ex, rec in zip(extractors, recorded):
+                for j in range(k):
+                    rec[..., done + j] = ex.receive() != 0
+            done += k
+    finally:
+        lava_net.stop()
+    run_s = time.perf_counter() - t_run
+    spikes = []
+    for k, rec in enumerate(recorded):
+        start = 1 + k
+        windows = np.stack([rec[..., start + i * steps_per_image:
+                                start + (i + 1) * steps_per_image] for i in range(n)])
+        if windows.ndim == 5:  # N, W, H, C, T -> N, C, H, W, T
+            windows = windows.transpose(0, 3, 2, 1, 4)
+        spikes.append(torch.from_numpy(windows.copy()))
+    readout = net.layers[-1]
+    last = spikes[-1].reshape(n, -1, steps_per_image).to(torch.float64)
+    logits = torch.einsum("oi,nit->no", torch.from_numpy(readout.weight).double(), last)
+    logits = torch.round(logits).to(torch.int64) + steps_per_image * torch.from_numpy(
+        np.asarray(readout.bias, dtype=np.int64)).view(1, -1)
+    return dict(spikes=spikes, logits=logits, build_s=build_s, run_s=run_s, steps=total)
+
+
+def compare(net: LoweredNet, lava: dict[str, Any], fixed: dict[str, Any]) -> dict[str, Any]:
+    """Spike-for-spike comparison, per layer, and agreement of predicted classes."""
+    names = [layer.name for layer in net.layers if layer.spiking]
+    per_layer = {}
+    for name, a, b in zip(names, lava["spikes"], fixed["spikes"]):
+        per_layer[name] = dict(mismatches=int((a != b).sum()), lava_spikes=int(a.sum()),
+                               pytorch_spikes=int(b.sum()), entries=int(a.numel()))
+    agree = (lava["logits"].argmax(1) == fixed["logits"].argmax(1)).double().mean().item()
+    return dict(spike_mismatches=sum(v["mismatches"] for v in per_layer.values()),
+                per_layer=per_layer, prediction_agreement=agree)
+
+
+def verify(path: str | Path, net: LoweredNet, model: torch.nn.Module, pixels: torch.Tensor,
+           labels: torch.Tensor) -> dict[str, Any]:
+    """Lava vs PyTorch fixed point on these images, plus float and fixed-point accuracies."""
+    t0 = time.perf_counter()
+    fixed = run_fixed(net, pixels)
+    fixed_s = time.perf_counter() - t0
+    lava = run_lava(path, net, pixels)
+    report = compare(net, lava, fixed)
+    with torch.no_grad():
+        float_pred = model.eval()(pixels.float() / 255).argmax(1)
+    report.update(
+        n_images=int(len(labels)),
+        float_accuracy=(float_pred == labels).double().mean().item(),
+        fixed_point_accuracy=(fixed["logits"].argmax(1) == labels).double().mean().item(),
+        lava_accuracy=(lava["logits"].argmax(1) == labels).double().mean().item(),
+        float_fixed_agreement=(float_pred == fixed["logits"].argmax(1)).double().mean().item(),
+        seconds=dict(pytorch_fixed=fixed_s, lava_build=lava["build_s"], lava_run=lava["run_s"],
+                     lava_steps=lava["steps"],
+                     lava_per_image=lava["run_s"] / max(1, len(labels))))
+    report["accuracy_drop_pp"] = 100 * (report["float_accuracy"] - report["fixed_point_accuracy"])
+    return report

@@ -1,0 +1,26 @@
+"""Shared fixtures: the real CIFAR-10 copy (skipped with a reason when absent), tiny models."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CIFAR_ROOT = Path(os.environ.get("RSSNN_CIFAR_ROOT", ROOT.parent / "shared" / "data" / "cifar10"))
+
+
+@pytest.fixture(scope="session")
+def cifar_root() -> Path:
+    if not (CIFAR_ROOT / "cifar-10-batches-py" / "data_batch_1").is_file():
+        pytest.skip(f"real CIFAR-10 copy not found at {CIFAR_ROOT} (set RSSNN_CIFAR_ROOT)")
+    return CIFAR_ROOT
+
+
+def run_cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    """Run a project command with the test interpreter, capturing output."""
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, **kw)

@@ -1,0 +1,202 @@
+"""Export to NetX HDF5: lowering, the file round trip, Lava vs PyTorch fixed point bit for bit."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli
+
+from export import lowering, netx_file
+from export.fixed_point import float_equivalent_logits, run_fixed
+from export.verify import compare, run_lava
+from rssnn import dynamics
+from rssnn.errors import UserError
+from train import data
+from train.models import SpikingNet, build_model, spiking_layers
+from train.neurons import NeuronConfig
+
+PLANS = {
+    "conv": [("conv", 4, 2), ("conv", 6, 2), ("flatten",), ("dense", 12, "bn")],
+    "dense": [("flatten",), ("dense", 24, "bn"), ("dense", 12)],
+    "pool": [("conv", 4, 1), ("pool",), ("conv", 6, 1), ("pool",), ("flatten",), ("dense", 12)],
+}
+
+
+@pytest.fixture(scope="module")
+def images(cifar_root):
+    split = data.load_split(cifar_root, "cifar10", "val", val_size=200, seed=0)
+    return split.images[:64], split.labels[:64], split.class_names
+
+
+def _calibrated(model: torch.nn.Module, pixels: torch.Tensor, per_channel: bool, seed: int = 0):
+    """Give BatchNorm real statistics (and per-channel neurons distinct values) so every layer
+    fires on real images, as in a trained model."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, n in spiking_layers(model):
+            if per_channel:
+                n.leak.copy_(0.6 + 0.39 * torch.rand(n.leak.shape, generator=gen))
+                n.threshold.copy_(0.3 + 0.7 * torch.rand(n.threshold.shape, generator=gen))
+            else:
+                n.leak.fill_(0.9)
+                n.threshold.fill_(0.8)
+        for bn in model.modules():  # exact (cumulative) statistics of these images
+            if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm):
+                bn.reset_running_stats()
+                bn.momentum = None
+        model.train()
+        model(pixels.float() / 255)
+    return model.eval()
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["per-layer", "per-channel"])
+@pytest.mark.parametrize("plan", ["conv", "dense", "pool"])
+def test_roundtrip_is_bit_exact_in_lava(images, tmp_path, plan, per_channel):
+    pixels, _, names = images
+    model = _calibrated(SpikingNet(PLANS[plan], 3, neuron=NeuronConfig(per_channel=per_channel)),
+                        pixels, per_channel)
+    net = lowering.lower(model, names)
+    path = tmp_path / "tiny.net"
+    kind = netx_file.write(path, net, dict(dataset="cifar10"))
+    assert kind == ("rssnn-extension" if per_channel else "stock")
+    back, meta = netx_file.read(path)
+    assert meta["num_steps"] == 3 and meta["class_names"] == names
+    for a, b in zip(net.layers, back.layers):
+        assert np.array_equal(a.weight, b.weight) and np.array_equal(a.bias, b.bias)
+        if a.spiking:
+            assert np.array_equal(a.vth, b.vth) and np.array_equal(a.v_decay, b.v_decay)
+    sample = pixels[:4]
+    fixed = run_fixed(back, sample)
+    lava = run_lava(path, back, sample)
+    report = compare(back, lava, fixed)
+    assert all(v["pytorch_spikes"] > 0 for v in report["per_layer"].values()), report
+    assert report["spike_mismatches"] == 0, report
+    assert report["prediction_agreement"] == 1.0
+
+
+def test_weights_thresholds_and_biases_fit_loihi_registers(images):
+    pixels, _, names = images
+    net = lowering.lower(_calibrated(build_model("cpu", 2, width=8), pixels, True), names)
+    for layer in net.layers:
+        assert layer.weight.min() >= -256 and layer.weight.max() <= 254
+        assert (layer.weight % 2 == 0).all(), "Loihi 8-bit mixed-sign weights are even"
+        assert np.abs(layer.bias).max() <= 4095
+        if layer.spiking:
+            assert layer.vth.min() >= 1 and layer.vth.max() <= 131071
+            assert layer.v_decay.min() >= 0 and layer.v_decay.max() <= 4095
+            assert (layer.i_decay == 4096).all()
+    first = net.layers[0]
+    assert first.weight.shape == (8, 4, 3, 3) and not first.bias.any(), "bias rides channel 4"
+    assert net.input_shape == (4, 32, 32)
+
+
+def test_pool_folding_equals_pool_then_synapse():
+    torch.manual_seed(0)
+    s = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    w = torch.randn(5, 3, 3, 3, dtype=torch.float64)
+    ref = torch.nn.functional.conv2d(torch.nn.functional.avg_pool2d(s, 2), w, None, 1, 1)
+    w2, stride, pad = lowering._fold_pool_into_conv(w, (1, 1), (1, 1))
+    torch.testing.assert_close(torch.nn.functional.conv2d(s, w2, None, stride, pad), ref)
+    wd = torch.randn(7, 3 * 4 * 4, dtype=torch.float64)
+    ref_d = torch.nn.functional.avg_pool2d(s, 2).reshape(2, -1) @ wd.T
+    torch.testing.assert_close(s.reshape(2, -1) @ lowering._fold_pool_into_dense(wd, 3, 4, 4).T,
+                               ref_d)
+
+
+@pytest.mark.parametrize("plan", ["conv", "pool"])
+def test_lowering_is_exact_up_to_quantisation(images, monkeypatch, plan):
+    """With registers widened far beyond Loihi's, quantisation vanishes and the integer network
+    must reproduce the float model: this checks the folding (BatchNorm, normalisation, bias
+    channel with its border effect, pooling) independently of the 8-bit precision."""
+    pixels, _, names = images
+    model = _calibrated(SpikingNet(PLANS[plan], 3), pixels, False)
+    for attr, value in (("WEIGHT_MANT_RANGE", (-(2**24), 2**24 - 2)),
+                        ("BIAS_MANT_RANGE", (-(2**30), 2**30)), ("STATE_MAX", 1 << 50),
+                        ("VTH_MANT_RANGE", (1, 2**40))):
+        monkeypatch.setattr(dynamics, attr, value)
+    net = lowering.lower(model, names)
+    fixed = run_fixed(net, pixels)
+    outs = []
+    hooks = [n.register_forward_hook(lambda m, i, o: outs.append(o)) for _, n in
+             spiking_layers(model)]
+    with torch.no_grad():
+        float_logits = model(pixels.float() / 255)
+    for h in hooks:
+        h.remove()
+    first = (outs[0].bool() != fixed["spikes"][0]).double().mean().item()
+    assert 0 < outs[0].mean() < 1 and first < 1e-4
+    logits = float_equivalent_logits(net, fixed["logits"])
+    torch.testing.assert_close(logits, float_logits.double(), atol=0.05, rtol=0.05)
+
+
+def test_default_model_on_real_images_is_bit_exact(images, tmp_path):
+    pixels, _, names = images
+    model = _calibrated(build_model("cpu", 2), pixels, False)
+    net = lowering.lower(model, names)
+    path = tmp_path / "cpu.net"
+    netx_file.write(path, net, {})
+    report = compare(net, run_lava(path, net, pixels[:3]), run_fixed(net, pixels[:3]))
+    assert report["spike_mismatches"] == 0 and report["prediction_agreement"] == 1.0
+    assert sum(v["lava_spikes"] for v in report["per_layer"].values()) > 1000
+
+
+def test_unexportable_models_are_refused(images):
+    _, _, names = images
+    with pytest.raises(UserError, match="residual"):
+        lowering.lower(build_model("wrn16", 2), names)
+    with pytest.raises(UserError, match="input gain"):
+        lowering.lower(build_model("cpu", 2, width=4, neuron=NeuronConfig(learn_gain=True)), names)
+
+
+def test_foreign_and_truncated_files_are_rejected(tmp_path, images):
+    pixels, _, names = images
+    foreign = tmp_path / "foreign.net"
+    with h5py.File(foreign, "w") as f:  # a plain NetX-style file from another exporter
+        f.create_group("layer/0").create_dataset("shape", data=np.array([3, 32, 32]))
+    with pytest.raises(UserError, match="not an rssnn-lava NetX file"):
+        netx_file.read(foreign)
+    good = tmp_path / "good.net"
+    netx_file.write(good, lowering.lower(_calibrated(build_model("cpu", 2, width=4), pixels,
+                                                     False), names), {})
+    truncated = tmp_path / "truncated.net"
+    truncated.write_bytes(good.read_bytes()[:2000])
+    with pytest.raises(UserError, match="not a readable HDF5 file"):
+        netx_file.read(truncated)
+    with pytest.raises(UserError, match="does not exist"):
+        netx_file.read(tmp_path / "missing.net")
+
+
+def test_cli_exports_verifies_and_reports(cifar_root, tmp_path):
+    run = tmp_path / "run"
+    res = run_cli("train/cifar.py", "--data-root", str(cifar_root), "--out", str(run),
+                  "--train-limit", "200", "--val-size", "100", "--width", "4", "--epochs", "1",
+                  "--batch-size", "20", "--quiet")
+    assert res.returncode == 0, res.stderr
+    out, rep = tmp_path / "m.net", tmp_path / "report.json"
+    res = run_cli("export/to_netx.py", "--checkpoint", str(run / "best.pt"), "--out", str(out),
+                  "--verify", "6", "--data-root", str(cifar_root), "--verify-report", str(rep))
+    assert res.returncode == 0, res.stderr
+    report = json.loads(rep.read_text())
+    assert report["n_images"] == 6 and report["spike_mismatches"] == 0
+    assert report["prediction_agreement"] == 1.0
+    for key in ("float_accuracy", "fixed_point_accuracy", "per_layer", "accuracy_drop_pp"):
+        assert key in report
+    meta = netx_file.read_metadata(out)
+    assert meta["source_checkpoint_sha256"] and meta["num_steps"] == 2
+    assert json.loads(meta["training_config"])["train_limit"] == 200
+    # Bad input: one line, exit 2, nothing left behind.
+    for args, message in [
+        (["--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "x.net")],
+         "does not exist"),
+        (["--checkpoint", str(out), "--out", str(tmp_path / "y.net")], "corrupt or not"),
+        (["--checkpoint", str(run / "best.pt"), "--out", str(tmp_path)], "is a folder"),
+        (["--checkpoint", str(run / "best.pt"), "--out", "/proc/nope/z.net"], "cannot write"),
+    ]:
+        res = run_cli("export/to_netx.py", *args)
+        assert res.returncode == 2 and message in res.stderr, res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.net").exists() and not (tmp_path / "y.net").exists()

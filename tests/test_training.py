@@ -1,0 +1,146 @@
+"""Training on real CIFAR-10: the loss falls, the CLI writes its run folder, resume, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import ROOT, run_cli
+
+from train import checkpoint, data, mppd
+from train.engine import joint_loss
+from train.models import build_model
+
+TINY = ["--train-limit", "200", "--val-size", "100", "--width", "4", "--timesteps", "2",
+        "--batch-size", "20", "--quiet"]
+
+
+@pytest.mark.parametrize("mode", ["gaussian", "fgsm"])
+def test_training_steps_on_real_cifar_lower_the_loss(cifar_root, mode):
+    torch.manual_seed(0)
+    split = data.load_split(cifar_root, "cifar10", "train", val_size=500, train_limit=320, seed=0)
+    model = build_model("cpu", 2, width=8)
+    layers = mppd.select_layers(model, "last")
+    cfg = dict(mode=mode, sigma=8 / 255, eps=4 / 255, rho=1.0, kappa=0.5)
+    gen = torch.Generator().manual_seed(0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x_all, y_all = split.images.float() / 255, split.labels
+
+    def full_loss() -> float:
+        with torch.no_grad():
+            return torch.nn.functional.cross_entropy(model(x_all), y_all).item()
+
+    before = full_loss()
+    for _ in range(4):
+        for x, y in data.batches(split, 32, shuffle=True, generator=gen):
+            loss, parts = joint_loss(model, x, y, cfg, layers, gen)
+            assert parts.mppd > 0 and parts.ce_pert > 0
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert full_loss() < before - 0.1
+
+
+def _run_train(cifar_root, out, *extra, **kw):
+    return run_cli("train/cifar.py", "--data-root", str(cifar_root), "--out", str(out), *TINY,
+                   *extra, **kw)
+
+
+def test_cli_writes_config_metrics_checkpoints_and_plots(cifar_root, tmp_path):
+    out = tmp_path / "run"
+    res = _run_train(cifar_root, out, "--epochs", "2", "--per-channel")
+    assert res.returncode == 0, res.stderr
+    for name in ("config.json", "metrics.csv", "metrics.json", "last.pt", "best.pt",
+                 "curves.png", "dynamics.png", "mppd_steps.png"):
+        assert (out / name).stat().st_size > 0, name
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["sigma"] == pytest.approx(8 / 255)
+    assert config["environment"]["packages"]["lava-dl"] == "0.6.0"
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    gammas = [k for k in rows[0] if k.startswith("gamma/")]
+    assert len(gammas) == 6 and all(float(rows[-1][k]) > 0 for k in gammas)
+    assert 0 <= float(rows[-1]["val_acc"]) <= 1
+    # The learned dynamics moved away from their initial values (leak 0.99, threshold 1).
+    ckpt = checkpoint.load(out / "last.pt")
+    model = checkpoint.restore_model(ckpt)
+    leaks = torch.cat([m.leak.detach() for m in model.modules() if hasattr(m, "leak")])
+    ths = torch.cat([m.threshold.detach() for m in model.modules() if hasattr(m, "threshold")])
+    assert (leaks - 0.99).abs().max() > 1e-4 and (ths - 1.0).abs().max() > 1e-4
+    assert ckpt["class_names"][0] == "airplane" and ckpt["model"]["neuron"]["per_channel"]
+
+
+def test_resume_after_kill_continues_the_same_run(cifar_root, tmp_path):
+    args = ["--epochs", "3", "--checkpoint-every", "1"]
+    full = _run_train(cifar_root, tmp_path / "full", *args)
+    assert full.returncode == 0, full.stderr
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "train/cifar.py", "--data-root", str(cifar_root),
+                             "--out", str(out), *TINY, *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / "metrics.csv").exists():  # first epoch done, second under way
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    state = checkpoint.load(out / "last.pt")
+    assert (state["epoch"], state["batch_in_epoch"]) < (3, 0), "the run must be killed mid-way"
+    resumed = _run_train(cifar_root, out, *args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = checkpoint.load(tmp_path / "full" / "last.pt")
+    b = checkpoint.load(out / "last.pt")
+    assert b["epoch"] == 3 and len(b["history"]) == 3
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    assert [r["val_acc"] for r in a["history"]] == [r["val_acc"] for r in b["history"]]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--sigma=-1/255"], "--sigma must be >= 0"),
+    (["--eps", "eight"], "is not a number or a fraction"),
+    (["--leak", "1.5"], "--leak must be in (0, 1]"),
+    (["--timesteps", "0"], "--timesteps must be >= 1"),
+    (["--lr", "1e30", "--epochs", "1"], "loss became nan"),
+])
+def test_bad_flags_and_nan_loss_fail_with_one_line(cifar_root, tmp_path, flags, message):
+    res = _run_train(cifar_root, tmp_path / "bad", *flags)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()]
+    assert message in res.stderr and "Traceback" not in res.stderr
+    if "nan" in message:
+        assert checkpoint.load(tmp_path / "bad" / "last.pt")["epoch"] == 0
+
+
+def test_missing_data_fails_with_one_line(tmp_path):
+    res = run_cli("train/cifar.py", "--data-root", str(tmp_path / "nowhere"), "--out",
+                  str(tmp_path / "o"), "--quiet")
+    assert res.returncode == 2 and "no cifar10 data" in res.stderr and "--download" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_resume_rejects_corrupt_foreign_and_mismatched_checkpoints(cifar_root, tmp_path):
+    out = tmp_path / "run"
+    assert _run_train(cifar_root, out, "--epochs", "1").returncode == 0
+    other = _run_train(cifar_root, out, "--epochs", "2", "--resume", "--width", "8")
+    assert other.returncode == 2 and "from another model" in other.stderr
+    again = _run_train(cifar_root, out, "--epochs", "2")
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes((out / "last.pt").read_bytes()[:5000])
+    res = _run_train(cifar_root, out, "--epochs", "2", "--resume", str(corrupt))
+    assert res.returncode == 2 and "corrupt" in res.stderr
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    res = _run_train(cifar_root, out, "--epochs", "2", "--resume", str(foreign))
+    assert res.returncode == 2 and "not an rssnn-lava checkpoint" in res.stderr
+    for r in (other, again, res):
+        assert len(r.stderr.strip().splitlines()) == 1

@@ -1,0 +1,203 @@
+"""CIFAR-10/100 in the standard python batch format: reading, splits, subsets, augmentation.
+
+Images stay uint8 [N, 3, 32, 32] in memory and become float pixels in [0, 1] per batch;
+normalisation happens inside the model, so noise and attacks act in pixel space.
+
+We read the batches with a small pickle reader instead of ``torchvision.datasets.CIFAR10``:
+torchvision rejects copies whose file md5s differ from the official ones, and the offline copy
+(pixel-identical, re-serialised) is such a copy. torchvision's downloader is still used for
+``--download``.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rssnn.errors import UserError
+
+DATASETS = {
+    "cifar10": dict(folder="cifar-10-batches-py", train=[f"data_batch_{k}" for k in range(1, 6)],
+                    test=["test_batch"], meta="batches.meta", names_key=b"label_names",
+                    labels_key=b"labels", num_classes=10,
+                    url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                    md5="c58f30108f718f92721af3b95e74349a"),
+    "cifar100": dict(folder="cifar-100-python", train=["train"], test=["test"], meta="meta",
+                     names_key=b"fine_label_names", labels_key=b"fine_labels", num_classes=100,
+                     url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                     md5="eb9058c3a382ffc7106e4002c42a8d85"),
+}
+# Normalisation constants of the reference code (method.md §9; applied inside the model).
+NORMALISATION = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+}
+DEFAULT_DATA_ROOT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cifar10"
+
+
+@dataclass
+class Split:
+    """One split: uint8 images [N, 3, 32, 32], int64 labels [N], class names."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def resolve_root(data_root: str | Path, dataset: str) -> Path:
+    """The folder holding the batch files: ``data_root`` itself or its dataset subfolder."""
+    spec = DATASETS[dataset]
+    root = Path(data_root).expanduser()
+    for cand in (root / spec["folder"], root):
+        if (cand / spec["meta"]).is_file():
+            return cand
+    raise UserError(
+        f"no {dataset} data in '{root}': expected '{spec['folder']}/{spec['meta']}' there; "
+        f"pass --data-root pointing at the folder that holds '{spec['folder']}', "
+        "or add --download to fetch it")
+
+
+def download(data_root: str | Path, dataset: str) -> Path:
+    """Fetch and unpack the official archive into ``data_root`` (needs internet)."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    spec = DATASETS[dataset]
+    root = Path(data_root).expanduser()
+    try:
+        return resolve_root(root, dataset)
+    except UserError:
+        pass
+    try:
+        download_and_extract_archive(spec["url"], str(root), md5=spec["md5"])
+    except Exception as exc:  # network errors come in many types; report them as one line
+        raise UserError(f"could not download {dataset} from {spec['url']}: {exc}") from exc
+    return resolve_root(root, dataset)
+
+
+def _read_pickle(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"missing file '{path}'")
+    try:
+        with open(path, "rb") as fh:
+            obj = pickle.load(fh, encoding="bytes")
+    except Exception as exc:
+        raise UserError(f"'{path}' is not a readable CIFAR python batch ({exc.__class__.__name__}); "
+                        "re-download the dataset") from exc
+    if not isinstance(obj, dict):
+        raise UserError(f"'{path}' is not a CIFAR python batch (no dict inside)")
+    return obj
+
+
+def _read_batches(folder: Path, names: list[str], labels_key: bytes, num_classes: int):
+    images, labels = [], []
+    for name in names:
+        batch = _read_pickle(folder / name)
+        data, lab = batch.get(b"data"), batch.get(labels_key)
+        if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 or lab is None:
+            raise UserError(f"'{folder / name}' is malformed: expected 'data' of shape (N, 3072) "
+                            f"and '{labels_key.decode()}'; re-download the dataset")
+        lab = np.asarray(lab, dtype=np.int64)
+        if len(lab) != len(data) or lab.min() < 0 or lab.max() >= num_classes:
+            raise UserError(f"'{folder / name}' has labels that do not match its images")
+        images.append(data.reshape(-1, 3, 32, 32))
+        labels.append(lab)
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def class_names(data_root: str | Path, dataset: str) -> list[str]:
+    spec = DATASETS[dataset]
+    meta = _read_pickle(resolve_root(data_root, dataset) / spec["meta"])
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in meta[spec["names_key"]]]
+
+
+def balanced_subset(labels: np.ndarray, per_class: int | None, total: int | None,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Indices of a class-balanced random subset (``per_class`` each, or ``total`` overall)."""
+    classes = np.unique(labels)
+    if total is not None:
+        per_class = total // len(classes)
+    chosen = []
+    for c in classes:
+        idx = np.flatnonzero(labels == c)
+        chosen.append(rng.permutation(idx)[:per_class])
+    return np.sort(np.concatenate(chosen))
+
+
+def load_split(data_root: str | Path, dataset: str, split: str, val_size: int = 5000,
+               train_limit: int | None = None, seed: int = 0) -> Split:
+    """Load ``train`` (training batches minus validation), ``val`` or ``test``.
+
+    The validation part is class balanced and drawn with ``seed``; it never depends on
+    ``train_limit``, so validation accuracy is comparable across runs.
+    """
+    spec = DATASETS[dataset]
+    folder = resolve_root(data_root, dataset)
+    names = class_names(folder, dataset)
+    if split == "test":
+        missing = [n for n in spec["test"] if not (folder / n).is_file()]
+        if missing:
+            raise UserError(f"no test split in '{folder}' (missing {', '.join(missing)}): the "
+                            "offline copy has training batches only; use --split val, or "
+                            "--download the full dataset")
+        x, y = _read_batches(folder, spec["test"], spec["labels_key"], spec["num_classes"])
+        return Split(torch.from_numpy(x), torch.from_numpy(y), names)
+    if split not in ("train", "val"):
+        raise UserError(f"unknown split '{split}': use train, val or test")
+    x, y = _read_batches(folder, spec["train"], spec["labels_key"], spec["num_classes"])
+    if not 0 <= val_size < len(y):
+        raise UserError(f"--val-size {val_size} must be in [0, {len(y)})")
+    rng = np.random.default_rng(seed)
+    val_idx = (balanced_subset(y, None, val_size, rng) if val_size
+               else np.array([], dtype=np.int64))
+    if split == "val":
+        idx = val_idx
+    else:
+        idx = np.setdiff1d(np.arange(len(y)), val_idx)
+        if train_limit is not None:
+            if train_limit < spec["num_classes"]:
+                raise UserError(f"--train-limit {train_limit} is below one image per class")
+            idx = idx[balanced_subset(y[idx], None, train_limit, rng)]
+    return Split(torch.from_numpy(x[idx]), torch.from_numpy(y[idx]), names)
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, cutout: int = 0) -> torch.Tensor:
+    """Random crop (pad 4) and horizontal flip, optional Cutout, on uint8 [N, 3, 32, 32]."""
+    n, _, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
+    dx = torch.randint(0, 9, (n,), generator=generator)
+    dy = torch.randint(0, 9, (n,), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
+    out = torch.empty_like(images)
+    for i in range(n):
+        crop = padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+        out[i] = crop.flip(-1) if flip[i] else crop
+    if cutout:
+        cy = torch.randint(0, h, (n,), generator=generator)
+        cx = torch.randint(0, w, (n,), generator=generator)
+        for i in range(n):
+            y0, y1 = max(0, cy[i] - cutout // 2), min(h, cy[i] + cutout // 2)
+            x0, x1 = max(0, cx[i] - cutout // 2), min(w, cx[i] + cutout // 2)
+            out[i, :, y0:y1, x0:x1] = 0
+    return out
+
+
+def batches(split: Split, batch_size: int, shuffle: bool = False,
+            generator: torch.Generator | None = None, augmentation: bool = False,
+            cutout: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (pixels float [B, 3, 32, 32] in [0, 1], labels [B]) over the split."""
+    order = (torch.randperm(len(split), generator=generator) if shuffle
+             else torch.arange(len(split)))
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        imgs = split.images[idx]
+        if augmentation:
+            imgs = augment(imgs, generator, cutout)
+        yield imgs.float().div_(255.0), split.labels[idx]

@@ -1,0 +1,307 @@
+"""The training loop: joint CE + MS-MPPD objective, validation, checkpoints, resume, metrics.
+
+Objective per batch (Ding et al. 2024, reference code main_train-v2.py)::
+
+    L = kappa * CE(f(x)) + (1 - kappa) * CE(f(x~)) + rho * mean_layers MS-MPPD(x, x~)
+
+with x~ Gaussian noise, FGSM or PGD (``train.perturb``), both passes in train mode on the same
+batch. Natural mode is plain CE on clean images.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from rssnn.errors import UserError
+from train import checkpoint, data, mppd, perturb
+from train.models import constrain_, spiking_layers
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class BatchLosses:
+    ce_clean: float
+    ce_pert: float
+    mppd: float
+    correct: int
+
+
+def perturbed_input(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict[str, Any],
+                    gen: torch.Generator) -> torch.Tensor:
+    """The training perturbation of ``cfg['mode']`` (not called in natural mode)."""
+    mode = cfg["mode"]
+    if mode == "gaussian":
+        return perturb.gaussian(x, cfg["sigma"], gen)
+    if mode == "fgsm":
+        return perturb.fgsm(model, x, y, cfg["eps"], gen)
+    if mode == "pgd":
+        return perturb.pgd(model, x, y, cfg["eps"], cfg["pgd_steps"], cfg["pgd_alpha"], gen)
+    raise ValueError(f"unknown mode {mode}")
+
+
+def joint_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict[str, Any],
+               layers: list, gen: torch.Generator) -> tuple[torch.Tensor, BatchLosses]:
+    """The training objective on one batch, and its parts for logging."""
+    if cfg["mode"] == "natural":
+        logits = model(x)
+        ce = nn.functional.cross_entropy(logits, y)
+        return ce, BatchLosses(ce.item(), float("nan"), float("nan"),
+                               int((logits.argmax(1) == y).sum()))
+    x_pert = perturbed_input(model, x, y, cfg, gen)
+    rho = cfg["rho"]
+    with mppd.recording(layers if rho > 0 else []):
+        logits_c = model(x)
+        clean = [m.recorded_current for _, m in layers] if rho > 0 else []
+        logits_p = model(x_pert)
+        reg = x.new_zeros(())
+        if rho > 0:
+            terms = [mppd.ms_mppd(c, m.recorded_current, mppd.layer_leak(m))
+                     for c, (_, m) in zip(clean, layers)]
+            reg = torch.stack(terms).mean()
+    ce_c = nn.functional.cross_entropy(logits_c, y)
+    ce_p = nn.functional.cross_entropy(logits_p, y)
+    kappa = cfg["kappa"]
+    loss = kappa * ce_c + (1 - kappa) * ce_p + rho * reg
+    return loss, BatchLosses(ce_c.item(), ce_p.item(), reg.item(),
+                             int((logits_c.argmax(1) == y).sum()))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: data.Split, batch_size: int, device: torch.device,
+             sigma: float = 0.0, seed: int = 0) -> float:
+    """Accuracy on a split; with ``sigma`` > 0 under clamped Gaussian noise (test-time GN)."""
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    correct = 0
+    for x, y in data.batches(split, batch_size):
+        x, y = x.to(device), y.to(device)
+        if sigma > 0:
+            x = perturb.gaussian(x, sigma, gen).clamp(0, 1)
+        correct += int((model(x).argmax(1) == y).sum())
+    return correct / max(1, len(split))
+
+
+@torch.no_grad()
+def mppd_profile(model: nn.Module, x: torch.Tensor, sigma: float, seed: int = 0
+                 ) -> dict[str, list[float]]:
+    """Per-layer mean eps^2 per time step for Gaussian noise ``sigma`` on batch ``x`` (eval mode)."""
+    model.eval()
+    layers = spiking_layers(model)
+    x_pert = perturb.gaussian(x, sigma, torch.Generator().manual_seed(seed)).clamp(0, 1)
+    with mppd.recording(layers):
+        model(x)
+        clean = [m.recorded_current for _, m in layers]
+        model(x_pert)
+        return {name: mppd.mppd_per_step(c, m.recorded_current, mppd.layer_leak(m)).tolist()
+                for c, (name, m) in zip(clean, layers)}
+
+
+def neuron_summary(model: nn.Module) -> dict[str, float]:
+    """Learned leak and threshold per spiking layer: mean, min, max."""
+    out: dict[str, float] = {}
+    for name, m in spiking_layers(model):
+        leak, th, _ = m.clamped()
+        for key, p in (("leak", leak), ("threshold", th)):
+            p = p.detach().float()
+            out[f"{key}_mean/{name}"] = p.mean().item()
+            out[f"{key}_min/{name}"] = p.min().item()
+            out[f"{key}_max/{name}"] = p.max().item()
+    return out
+
+
+def _cosine(total_steps: int):
+    return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+
+def make_optimizer(model: nn.Module, cfg: dict[str, Any], total_steps: int):
+    """SGD with momentum (weight decay on weights only, not on neuron parameters) + cosine LR."""
+    neuron_params = {id(p) for _, m in spiking_layers(model) for p in m.parameters()}
+    weights = [p for p in model.parameters() if id(p) not in neuron_params and p.requires_grad]
+    dyn = [p for p in model.parameters() if id(p) in neuron_params and p.requires_grad]
+    groups = [dict(params=weights, weight_decay=cfg["weight_decay"])]
+    if dyn:
+        groups.append(dict(params=dyn, weight_decay=0.0, lr=cfg["lr"] * cfg["neuron_lr_scale"]))
+    opt = torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=False)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(total_steps))
+    return opt, sched
+
+
+class Trainer:
+    """Runs (or resumes) one training run into ``cfg['out']``."""
+
+    def __init__(self, cfg: dict[str, Any], model: nn.Module, train_split: data.Split,
+                 val_split: data.Split, device: torch.device, spec: dict[str, Any]):
+        self.cfg, self.model, self.device, self.spec = cfg, model.to(device), device, spec
+        self.train_split, self.val_split = train_split, val_split
+        self.out = Path(cfg["out"])
+        self.layers = mppd.select_layers(model, cfg["mppd_layers"])
+        self.batches_per_epoch = math.ceil(len(train_split) / cfg["batch_size"])
+        self.opt, self.sched = make_optimizer(model, cfg, cfg["epochs"] * self.batches_per_epoch)
+        self.epoch, self.batch_in_epoch, self.best_acc = 0, 0, -1.0
+        self.history: list[dict[str, Any]] = []
+        self.mppd_steps: dict[str, dict[str, list[float]]] = {}
+        self.noise_gen = torch.Generator().manual_seed(cfg["seed"] + 1)
+        self.running = dict(loss=0.0, ce_clean=0.0, ce_pert=0.0, mppd=0.0, correct=0, seen=0,
+                            seconds=0.0)
+        self.elapsed = 0.0  # training seconds over all sessions of this run
+
+    # -- state -----------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return dict(model=self.spec, state_dict=self.model.state_dict(),
+                    optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
+                    epoch=self.epoch, batch_in_epoch=self.batch_in_epoch, best_acc=self.best_acc,
+                    history=self.history, mppd_steps=self.mppd_steps, running=self.running,
+                    elapsed=self.elapsed, noise_rng=self.noise_gen.get_state(),
+                    torch_rng=torch.get_rng_state(), config=self.cfg,
+                    class_names=self.train_split.class_names)
+
+    def resume_from(self, ckpt: dict[str, Any], path: Path) -> None:
+        if ckpt["model"] != self.spec:
+            raise UserError(f"checkpoint '{path}' is from another model "
+                            f"({ckpt['model']['name']}, T={ckpt['model']['num_steps']}, "
+                            f"width={ckpt['model']['width']}); resume with the same --model, "
+                            "--timesteps, --width and neuron flags, or use a new --out")
+        try:
+            self.model.load_state_dict(ckpt["state_dict"])
+            self.opt.load_state_dict(ckpt["optimizer"])
+            self.sched.load_state_dict(ckpt["scheduler"])
+            self.noise_gen.set_state(ckpt["noise_rng"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            self.epoch, self.batch_in_epoch = ckpt["epoch"], ckpt["batch_in_epoch"]
+            self.best_acc, self.history = ckpt["best_acc"], ckpt["history"]
+            self.mppd_steps, self.running = ckpt["mppd_steps"], ckpt["running"]
+            self.elapsed = ckpt["elapsed"]
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise UserError(f"checkpoint '{path}' cannot be resumed: it lacks training state "
+                            f"({exc.__class__.__name__}: {str(exc)[:80]})") from exc
+
+    def save_last(self) -> None:
+        checkpoint.save(self.out / "last.pt", self.state())
+
+    # -- loop ------------------------------------------------------------------------------
+    def epoch_generator(self, epoch: int) -> torch.Generator:
+        """Data order and augmentation of an epoch depend only on (seed, epoch): resumable."""
+        return torch.Generator().manual_seed(self.cfg["seed"] * 1_000_003 + epoch)
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        deadline = (time.monotonic() + 60 * cfg["max_minutes"] - self.elapsed
+                    if cfg["max_minutes"] else None)
+        stopped_early = False
+        if not (self.out / "last.pt").exists():
+            self.save_last()  # a good state to fall back on from the very first batch
+        while self.epoch < cfg["epochs"] and not stopped_early:
+            stopped_early = self._train_epoch(deadline)
+            self._end_epoch(partial=stopped_early)
+        return dict(history=self.history, best_acc=self.best_acc, stopped_early=stopped_early)
+
+    def _train_epoch(self, deadline: float | None) -> bool:
+        cfg, model = self.cfg, self.model
+        model.train()
+        gen = self.epoch_generator(self.epoch)
+        it = data.batches(self.train_split, cfg["batch_size"], shuffle=True, generator=gen,
+                          augmentation=not cfg["no_augment"], cutout=cfg["cutout"])
+        bar = tqdm(it, total=self.batches_per_epoch, initial=self.batch_in_epoch,
+                   desc=f"epoch {self.epoch + 1}/{cfg['epochs']}", leave=False,
+                   disable=cfg["quiet"], dynamic_ncols=True,
+                   mininterval=0.5 if sys.stderr.isatty() else 30.0)  # keep log files small
+        for b, (x, y) in enumerate(bar):
+            if b < self.batch_in_epoch:  # resuming mid-epoch: replay order and augmentation
+                continue
+            t0 = time.monotonic()
+            x, y = x.to(self.device), y.to(self.device)
+            loss, parts = joint_loss(model, x, y, cfg, self.layers, self.noise_gen)
+            if not torch.isfinite(loss):
+                bar.close()
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at epoch {self.epoch + 1}, batch {b + 1}; "
+                    f"training stopped, the last good checkpoint is '{self.out / 'last.pt'}'; "
+                    "lower --lr or --rho")
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.sched.step()
+            constrain_(model)
+            r = self.running
+            r["loss"] += loss.item() * len(y)
+            r["ce_clean"] += parts.ce_clean * len(y)
+            r["ce_pert"] += parts.ce_pert * len(y)
+            r["mppd"] += parts.mppd * len(y)
+            r["correct"] += parts.correct
+            r["seen"] += len(y)
+            dt = time.monotonic() - t0
+            r["seconds"] += dt
+            self.elapsed += dt
+            self.batch_in_epoch = b + 1
+            bar.set_postfix(loss=f"{r['loss'] / r['seen']:.3f}",
+                            acc=f"{r['correct'] / r['seen']:.3f}")
+            if cfg["checkpoint_every"] and self.batch_in_epoch % cfg["checkpoint_every"] == 0:
+                self.save_last()
+            if deadline is not None and time.monotonic() > deadline:
+                bar.close()
+                return True
+        bar.close()
+        return False
+
+    def _end_epoch(self, partial: bool) -> None:
+        cfg, r = self.cfg, self.running
+        seen = max(1, r["seen"])
+        val_acc = evaluate(self.model, self.val_split, cfg["eval_batch_size"], self.device)
+        val_gn = evaluate(self.model, self.val_split, cfg["eval_batch_size"], self.device,
+                          sigma=cfg["sigma"], seed=cfg["seed"])
+        probe = data.Split(self.val_split.images[:128], self.val_split.labels[:128], [])
+        x_probe = next(data.batches(probe, 128))[0].to(self.device)
+        self.mppd_steps[str(self.epoch + 1)] = mppd_profile(self.model, x_probe, cfg["sigma"])
+        row: dict[str, Any] = dict(
+            epoch=self.epoch + 1, partial_epoch=int(partial), images=r["seen"],
+            lr=self.opt.param_groups[0]["lr"], train_loss=r["loss"] / seen,
+            train_ce_clean=r["ce_clean"] / seen, train_ce_pert=r["ce_pert"] / seen,
+            train_mppd=r["mppd"] / seen, train_acc=r["correct"] / seen, val_acc=val_acc,
+            val_acc_gn=val_gn, epoch_train_s=r["seconds"], elapsed_train_s=self.elapsed)
+        row.update({f"gamma/{k}": v for k, v in mppd.gain_bounds(self.model).items()})
+        row.update(neuron_summary(self.model))
+        self.history.append(row)
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self.running = {k: 0 for k in self.running}
+        is_best = val_acc > self.best_acc
+        self.best_acc = max(self.best_acc, val_acc)
+        self.save_last()
+        if is_best:
+            checkpoint.save(self.out / "best.pt", self.state())
+        write_metrics(self.out, self.history, self.mppd_steps)
+        if not cfg["quiet"]:
+            tqdm.write(f"epoch {row['epoch']}: loss {row['train_loss']:.3f} train acc "
+                       f"{row['train_acc']:.3f} val acc {val_acc:.4f} (GN {val_gn:.4f}) "
+                       f"MS-MPPD {row['train_mppd']:.4g} [{self.elapsed / 60:.1f} min]")
+
+
+def write_metrics(out: Path, history: list[dict[str, Any]],
+                  mppd_steps: dict[str, dict[str, list[float]]]) -> None:
+    """metrics.csv (one row per epoch) and metrics.json, both written atomically."""
+    import csv
+    import io
+
+    keys = list(history[0].keys())
+    for row in history[1:]:
+        keys += [k for k in row if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(history)
+    checkpoint.atomic_write_bytes(out / "metrics.csv", lambda fh: fh.write(buf.getvalue().encode()))
+    payload = json.dumps(dict(epochs=history, mppd_per_step=mppd_steps), indent=1)
+    checkpoint.atomic_write_bytes(out / "metrics.json", lambda fh: fh.write(payload.encode()))

@@ -1,0 +1,71 @@
+"""Training-time input perturbations in [0, 1] pixel space: Gaussian noise, FGSM, PGD.
+
+These follow the reference code's training recipe exactly (method.md §7), which no library
+attack reproduces: Gaussian noise is *not* clamped, FGSM starts from a 0.001-sigma Gaussian
+jitter and is not projected back to the eps-ball, and the adversarial example is crafted with
+the model in eval mode (BatchNorm running statistics) through the surrogate gradient (BPTT).
+The evaluation attacks (torchattacks) live in ``train.evaluate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+def parse_fraction(text: str) -> float:
+    """'8/255' -> 0.0313...; '0.03' -> 0.03 (used by --sigma and --eps)."""
+    try:
+        if "/" in text:
+            num, den = text.split("/", 1)
+            return float(num) / float(den)
+        return float(text)
+    except (ValueError, ZeroDivisionError) as exc:
+        raise ValueError(f"'{text}' is not a number or a fraction such as 8/255") from exc
+
+
+def gaussian(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """x + sigma * N(0, I), unclamped (the reference's training noise)."""
+    noise = torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
+    return x + sigma * noise
+
+
+def _input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    x = x.detach().requires_grad_(True)
+    loss = nn.functional.cross_entropy(model(x), y)
+    (grad,) = torch.autograd.grad(loss, x)
+    return grad
+
+
+@contextmanager
+def _in_eval_mode(model: nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+         generator: torch.Generator | None = None, jitter: float = 0.001) -> torch.Tensor:
+    """RFGSM as in the reference: x0 = x + jitter * N(0, I); x~ = clip(x0 + eps * sign(grad))."""
+    with _in_eval_mode(model):
+        x0 = gaussian(x, jitter, generator)
+        adv = x0 + eps * _input_grad(model, x0, y).sign()
+    return adv.clamp(0, 1).detach()
+
+
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
+        alpha: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """L-inf PGD with a uniform random start, projected onto the eps-ball and [0, 1]."""
+    with _in_eval_mode(model):
+        start = (torch.rand(x.shape, generator=generator, device="cpu").to(x.device) * 2 - 1) * eps
+        adv = (x + start).clamp(0, 1)
+        for _ in range(steps):
+            adv = adv + alpha * _input_grad(model, adv, y).sign()
+            adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(0, 1)
+    return adv.detach()
