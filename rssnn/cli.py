@@ -1,24 +1,31 @@
 """``rssnn``: one entry point for the toolkit's commands.
 
-    rssnn train [flags of train/cifar.py]
-    rssnn report RUN_FOLDER
+    rssnn train     [flags of train/cifar.py]        train a robust SNN
+    rssnn evaluate  [flags of train/evaluate.py]     attacks, masking checks, MPPD
+    rssnn export    [flags of export/to_netx.py]     NetX HDF5 + bit-exact verification
+    rssnn run       [flags of lava_procs.run]        Lava processes + on-device monitor
+    rssnn demo      [flags of rssnn.demo]            the whole pipeline on a short budget
+    rssnn report    RUN_FOLDER                       summary of a training run
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+
+COMMANDS = {"train": "train.cifar", "evaluate": "train.evaluate", "export": "export.to_netx",
+            "run": "lava_procs.run", "demo": "rssnn.demo", "report": "rssnn.report"}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    commands = {"train": "train.cifar", "report": "rssnn.report"}
-    if not args or args[0] in ("-h", "--help") or args[0] not in commands:
-        print(__doc__.strip(), file=sys.stderr if args and args[0] not in ("-h", "--help")
-              else sys.stdout)
-        return 0 if args and args[0] in ("-h", "--help") else 2
-    import importlib
-
-    return importlib.import_module(commands[args[0]]).main(args[1:])
+    if args and args[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0
+    if not args or args[0] not in COMMANDS:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    return importlib.import_module(COMMANDS[args[0]]).main(args[1:])
 
 
 if __name__ == "__main__":

@@ -1,23 +1,16 @@
 #!/usr/bin/env bash
-# The main job: set up .venv (if needed), then a short real run on CIFAR-10.
-# Today: DLIF + MS-MPPD training with Gaussian noise (about 3 minutes on 2 cores), reusing a
-# finished run in runs/main unless RSSNN_FRESH=1. Extra arguments go to train/cifar.py.
+# The main job: set up .venv (if needed), then the whole pipeline on real CIFAR-10:
+# train (DLIF + MS-MPPD, Gaussian noise) -> evaluate attacks -> export to NetX + verify in Lava
+# -> run on Lava with the on-device MPPD monitor -> summary table. About 10 minutes on 2 cores.
+# A second call reuses finished stages (RSSNN_FRESH=1 starts over). Extra args go to rssnn.demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-OUT=${RSSNN_OUT:-runs/main}
-DATA_ARGS=()
-if [ ! -d ../shared/data/cifar10 ] && [ -z "${RSSNN_DATA_ROOT:-}" ]; then
-  DATA_ARGS=(--data-root data --download)
-elif [ -n "${RSSNN_DATA_ROOT:-}" ]; then
-  DATA_ARGS=(--data-root "$RSSNN_DATA_ROOT")
+ARGS=()
+if [ -n "${RSSNN_DATA_ROOT:-}" ]; then
+  ARGS+=(--data-root "$RSSNN_DATA_ROOT")
+elif [ ! -d ../shared/data/cifar10 ]; then
+  ARGS+=(--data-root data --download)
 fi
-if [ "${RSSNN_FRESH:-0}" = 1 ]; then rm -rf "$OUT"; fi
-if [ -f "$OUT/metrics.csv" ] && [ -f "$OUT/best.pt" ]; then
-  echo "main: reusing the finished run in $OUT (RSSNN_FRESH=1 retrains)"
-else
-  rm -rf "$OUT"
-  .venv/bin/python train/cifar.py "${DATA_ARGS[@]}" --out "$OUT" --mode gaussian --rho 1 \
-    --train-limit 10000 --epochs 2 "$@"
-fi
-.venv/bin/python -m rssnn.report "$OUT"
+if [ "${RSSNN_FRESH:-0}" = 1 ]; then ARGS+=(--fresh); fi
+exec .venv/bin/python -m rssnn.demo "${ARGS[@]}" "$@"

@@ -60,11 +60,14 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
-        alpha: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """L-inf PGD with a uniform random start, projected onto the eps-ball and [0, 1]."""
+        alpha: float, generator: torch.Generator | None = None,
+        random_start: bool = True) -> torch.Tensor:
+    """L-inf PGD (uniform random start by default), projected onto the eps-ball and [0, 1]."""
     with _in_eval_mode(model):
-        start = (torch.rand(x.shape, generator=generator, device="cpu").to(x.device) * 2 - 1) * eps
-        adv = (x + start).clamp(0, 1)
+        adv = x
+        if random_start:
+            start = torch.rand(x.shape, generator=generator, device="cpu").to(x.device)
+            adv = (x + (start * 2 - 1) * eps).clamp(0, 1)
         for _ in range(steps):
             adv = adv + alpha * _input_grad(model, adv, y).sign()
             adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(0, 1)

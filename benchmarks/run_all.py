@@ -1,0 +1,83 @@
+"""Run every benchmark and collect the figures in benchmarks/results.json and results.md.
+
+    python benchmarks/run_all.py [--quick]
+
+Figures (ratios are measured side by side in one run; absolute times are noisy here):
+  training throughput and DLIF neuron overhead vs an ANN    (train_throughput.py)
+  PGD-10 seconds per image, default model, T = 4           (pgd_speed.py)
+  export verification time (100 images in Lava)            (export_speed.py)
+  Lava seconds per image and per step, monitor overhead    (lava_throughput.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import rssnn  # noqa: F401  (Lava's multiprocessing setup first)
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import export_speed
+    import lava_throughput
+    import pgd_speed
+    import train_throughput
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer repeats and images")
+    args = ap.parse_args(argv)
+    out = HERE / "results"
+    q = args.quick
+    t0 = time.time()
+    figures = {
+        "train_throughput": train_throughput.main(
+            ["--repeats", "3" if q else "8", "--out", str(out / "train_throughput.json")]),
+        "pgd_speed": pgd_speed.main(["--images", "20" if q else "100",
+                                     "--out", str(out / "pgd_speed.json")]),
+        "export_speed": export_speed.main(["--images", "20" if q else "100",
+                                           "--out", str(out / "export_speed.json")]),
+        "lava_throughput": lava_throughput.main(["--images", "4" if q else "10", "--repeats",
+                                                 "1" if q else "2",
+                                                 "--out", str(out / "lava_throughput.json")]),
+    }
+    summary = dict(machine=f"{platform.machine()} {platform.processor()}".strip(),
+                   python=platform.python_version(), seconds=time.time() - t0, **figures)
+    (HERE / "results.json").write_text(json.dumps(summary, indent=2))
+    (HERE / "results.md").write_text(render(summary))
+    print(render(summary))
+    return summary
+
+
+def render(s: dict) -> str:
+    tt, pgd, ex, lv = (s["train_throughput"], s["pgd_speed"], s["export_speed"],
+                       s["lava_throughput"])
+    lines = [f"# Benchmark figures ({s['machine']}, Python {s['python']})", "",
+             "| figure | value |", "|---|---|"]
+    for row in tt["rows"]:
+        lines.append(f"| training, T={row['T']}, batch {row['batch_size']}: DLIF images/s | "
+                     f"{row['dlif_images_per_s']:.0f} |")
+        lines.append(f"| neuron overhead T={row['T']}: DLIF step / (T x ANN step) (goal <= 1.2) "
+                     f"| {row['dlif_neuron_overhead']:.2f} |")
+        if "slayer_cuba_neuron_overhead" in row:
+            lines.append(f"| neuron overhead T={row['T']}: stock SLAYER cuba, same harness | "
+                         f"{row['slayer_cuba_neuron_overhead']:.2f} |")
+    lines += [f"| PGD-10 seconds per image (T={pgd['num_steps']}, batch {pgd['batch_size']}) | "
+              f"{pgd['seconds_per_image']:.3f} |",
+              f"| export + Lava verification, {ex['images']} images: seconds (Lava part) | "
+              f"{ex['total_s']:.1f} ({ex['lava_run_s']:.1f}) |",
+              f"| Lava sim, clean + perturbed pair: seconds per image (per step) | "
+              f"{lv['seconds_per_image_with_monitor']:.3f} ({lv['seconds_per_step_with_monitor']:.4f}) |",
+              f"| monitor overhead: with / without (goal < 1.25) | "
+              f"{lv['monitor_overhead_ratio']:.3f} |"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

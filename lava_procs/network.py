@@ -1,0 +1,120 @@
+"""Build the Lava graph of an exported network, reusing lava-dl NetX's blocks.
+
+NetX's ``Conv`` / ``Dense`` blocks wrap a Lava synapse process and a neuron process chosen by
+``neuron_params['neuron_proc']``; we pass our :class:`~lava_procs.dlif.process.DLIF` there, so
+per-channel leaks and thresholds are first-class Vars (stock NetX's ``LIF`` cannot read them
+back) while the synapses, weight layouts and block wiring are NetX's own. The weight and
+stride transforms mirror ``lava.lib.dl.netx.hdf5.Network.create_conv/create_dense``.
+
+Timing: layer k (0-based) processes step tau of image n at Lava time step
+``n T + 2 + k + tau`` (one step for the source, one per synapse); its reset phase is set so
+its state is zero at the start of each of its image windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export import netx_file
+from export.lowering import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet
+from lava_procs.dlif.process import DLIF
+
+FIRST_LAYER_DELAY = 2  # source step + first synapse
+
+
+def lava_order(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """(C, H, W) -> Lava's (x, y, c) = (W, H, C); (F,) stays."""
+    return tuple(shape[::-1]) if len(shape) == 3 else tuple(shape)
+
+
+def _per_neuron(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Per channel (C,) -> per neuron in Lava order; channel is the last Lava axis."""
+    return np.broadcast_to(np.asarray(values, dtype=np.int64), shape).copy()
+
+
+def _bias(layer: LoweredLayer, shape: tuple[int, ...]) -> np.ndarray:
+    b = np.asarray(layer.bias, dtype=np.int64)
+    return _per_neuron(b, shape) if b.ndim == 1 else b.transpose(2, 1, 0).copy()
+
+
+@dataclass
+class LavaNetwork:
+    """One copy of the network as Lava processes."""
+
+    blocks: list[Any]
+    neurons: list[DLIF]  # spiking layers only, in order
+    readout: Any  # the read-out block; its synapse's a_out carries the logits' increments
+    inp: Any  # the in-port of the first block (graded input)
+    layer_names: list[str] = field(default_factory=list)
+    leaks: list[np.ndarray] = field(default_factory=list)  # per neuron, Lava order
+    scales: list[float] = field(default_factory=list)
+
+
+def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None = None
+          ) -> LavaNetwork:
+    """Create the NetX blocks of ``net`` with DLIF neurons, pipelined resets every T steps.
+
+    ``reset_offset`` = 1 for a source that starts sending at step 1 (RingBuffer). ``gains``
+    (per spiking layer, length T) enable the float model's per-step input gain.
+    """
+    from lava.lib.dl.netx.blocks.process import Conv, Dense
+    from lava.lib.dl.netx.utils import optimize_weight_bits
+
+    steps = net.num_steps
+    blocks, neurons, names, leaks, scales = [], [], [], [], []
+    input_bits = INPUT_MESSAGE_BITS
+    prev_shape = lava_order(net.input_shape) if net.layers[0].kind == "conv" else None
+    for k, layer in enumerate(net.layers):
+        shape = lava_order(layer.out_shape)
+        if layer.spiking:
+            params = dict(i_decay=_per_neuron(layer.i_decay, shape[-1:]),
+                          v_decay=_per_neuron(layer.v_decay, shape[-1:]),
+                          vth=_per_neuron(layer.vth, shape[-1:]))
+        else:  # read-out: a non-leaky integrator that never fires
+            params = dict(i_decay=4096, v_decay=0, vth=(1 << 17) - 1)
+        neuron_params = dict(neuron_proc=DLIF, bias_key="bias_mant", num_message_bits=0,
+                             reset_interval=steps,
+                             reset_offset=(reset_offset + 1 + k) % steps, **params)
+        if gains is not None and layer.spiking:
+            neuron_params["gain"] = gains[len(neurons)]
+        if layer.kind == "conv":
+            weight = layer.weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)  # as NetX create_conv
+            block = Conv(input_shape=prev_shape, shape=shape, neuron_params=neuron_params,
+                         weight=weight, stride=np.array(layer.stride[::-1]),
+                         padding=np.array(layer.padding[::-1]), dilation=np.array([1, 1]),
+                         groups=1, input_message_bits=input_bits, bias=_bias(layer, shape))
+        else:
+            weight, bits, exponent, sign_mode = optimize_weight_bits(
+                layer.weight.astype(np.float64))
+            block = Dense(shape=shape, neuron_params=neuron_params, weight=weight,
+                          num_weight_bits=bits, weight_exponent=exponent, sign_mode=sign_mode,
+                          input_message_bits=input_bits, bias=_bias(layer, shape))
+        if blocks:
+            src = blocks[-1].out
+            if layer.flatten_before and len(blocks[-1].out.shape) == 3:
+                src = src.transpose([2, 1, 0]).flatten()  # (C, H, W) order, as NetX
+            src.connect(block.inp)
+        blocks.append(block)
+        if layer.spiking:
+            neurons.append(block.neuron)
+            names.append(layer.name)
+            leaks.append(1.0 - _per_neuron(layer.v_decay, shape) / 4096.0)
+            scales.append(layer.scale)
+        input_bits = 0
+        prev_shape = shape
+    return LavaNetwork(blocks, neurons, blocks[-1], blocks[0].inp, names, leaks, scales)
+
+
+def load(path: str | Path, **kwargs) -> tuple[LavaNetwork, LoweredNet, dict[str, Any]]:
+    """Read an exported file (stock or rssnn extension) and build its Lava graph."""
+    net, meta = netx_file.read(path)
+    return build(net, **kwargs), net, meta
+
+
+def layer_window_start(k: int, reset_offset: int = 1) -> int:
+    """0-based recording index at which layer k's first image window starts."""
+    return reset_offset + k

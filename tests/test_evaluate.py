@@ -1,0 +1,144 @@
+"""Evaluation: the attack wrapper, torchattacks vs our training attacks, parsing, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import run_cli
+
+from train import data, perturb
+from train.attacks import AttackSpec, AttackWrapper, craft, parse_attacks
+from train.evaluate import masking_checks
+from train.models import build_model
+
+
+@pytest.fixture(scope="module")
+def batch(cifar_root):
+    split = data.load_split(cifar_root, "cifar10", "val", val_size=200, seed=0)
+    return split.images[:16].float() / 255, split.labels[:16]
+
+
+@pytest.fixture(scope="module")
+def model(batch):
+    torch.manual_seed(0)
+    m = build_model("cpu", 2, width=8)
+    opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
+    m.train()
+    for _ in range(30):  # a little real training, so logits depend on the input
+        loss = torch.nn.functional.cross_entropy(m(batch[0]), batch[1])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return m.eval()
+
+
+def test_wrapper_gives_the_models_logits_and_keeps_eval_mode(model, batch):
+    wrapper = AttackWrapper(model)
+    wrapper.train()
+    assert not model.training
+    with torch.no_grad():
+        torch.testing.assert_close(wrapper(batch[0]), model(batch[0]))
+
+
+@pytest.mark.parametrize("text", ["fgsm:8/255", "pgd:8/255:5", "apgd-ce:8/255:5"])
+def test_attacks_raise_the_loss_inside_the_eps_ball_and_box(model, batch, text):
+    x, y = batch
+    spec = parse_attacks(text)[0]
+    adv = craft(spec, AttackWrapper(model), x, y, torch.Generator().manual_seed(0))
+    assert adv.min() >= 0 and adv.max() <= 1
+    assert (adv - x).abs().max() <= spec.eps + 1e-6
+    with torch.no_grad():
+        ce = torch.nn.functional.cross_entropy
+        assert ce(model(adv), y) > ce(model(x), y) + 0.01
+
+
+def test_our_training_attacks_match_torchattacks(model, batch):
+    import torchattacks
+
+    x, y = batch
+    eps = 4 / 255
+    wrapper = AttackWrapper(model)
+    ours = perturb.fgsm(model, x, y, eps, jitter=0.0)
+    torch.testing.assert_close(ours, torchattacks.FGSM(wrapper, eps=eps)(x, y), atol=1e-6, rtol=0)
+    ours = perturb.pgd(model, x, y, eps, 3, 1 / 255, random_start=False)
+    theirs = torchattacks.PGD(wrapper, eps=eps, alpha=1 / 255, steps=3, random_start=False)(x, y)
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
+
+
+def test_attack_surrogate_width_changes_the_gradient_only_during_the_attack(model, batch):
+    x, y = batch
+    a = craft(AttackSpec("fgsm", 8 / 255, 1, text="fgsm"), AttackWrapper(model), x, y,
+              torch.Generator())
+    b = craft(AttackSpec("fgsm", 8 / 255, 1, text="fgsm"), AttackWrapper(model, 0.25), x, y,
+              torch.Generator())
+    assert not torch.equal(a, b)
+    assert all(n.config.surrogate_width == 1.0 for n in model.modules() if hasattr(n, "config"))
+
+
+def test_attack_list_parser():
+    specs = parse_attacks("clean, gn:8/255 ,fgsm:8/255,pgd:8/255:7,pgd:16/255:7:2/255,apgd-dlr:8/255")
+    assert [s.kind for s in specs] == ["clean", "gn", "fgsm", "pgd", "pgd", "apgd-dlr"]
+    assert specs[3].alpha == pytest.approx(2.55 / 255) and specs[3].steps == 7
+    assert specs[4].alpha == pytest.approx(2 / 255) and specs[5].steps == 10
+    for bad, msg in [("blur:3", "unknown attack"), ("pgd:8/255", "EPS:STEPS"),
+                     ("fgsm:eight", "malformed"), ("pgd:8/255:0", "steps must be"),
+                     ("gn:-1/255", "budget"), ("", "no attack")]:
+        with pytest.raises(ValueError, match=msg):
+            parse_attacks(bad)
+
+
+def test_masking_checks_flag_rising_accuracy():
+    def row(attack, kind, eps, steps, acc, transfer=False):
+        return dict(attack=attack, kind=kind, eps=eps, steps=steps, accuracy=acc,
+                    transfer=transfer)
+
+    rows = [row("pgd7", "pgd", 8 / 255, 7, 0.30), row("pgd20", "pgd", 8 / 255, 20, 0.40),
+            row("pgd64", "pgd", 64 / 255, 10, 0.20),
+            row("pgd7 (transfer)", "pgd", 8 / 255, 7, 0.10, True)]
+    checks = {c["name"]: c["passed"] for c in masking_checks(rows, 1000)}
+    assert not checks["PGD accuracy does not rise with steps (eps 8/255)"]
+    assert not checks["PGD at eps 64/255 drives accuracy near zero"]
+    assert not checks["white-box pgd7 at least as strong as transfer"]
+    good = [row("pgd7", "pgd", 8 / 255, 7, 0.30), row("pgd20", "pgd", 8 / 255, 20, 0.25),
+            row("pgd64", "pgd", 64 / 255, 10, 0.0)]
+    assert all(c["passed"] for c in masking_checks(good, 1000))
+
+
+def test_cli_reports_rows_checks_mppd_and_plots(cifar_root, tmp_path):
+    run = tmp_path / "run"
+    res = run_cli("train/cifar.py", "--data-root", str(cifar_root), "--out", str(run),
+                  "--train-limit", "200", "--val-size", "100", "--width", "4", "--epochs", "1",
+                  "--batch-size", "20", "--quiet")
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "eval" / "results.json"
+    res = run_cli("train/evaluate.py", "--checkpoint", str(run / "best.pt"), "--data-root",
+                  str(cifar_root), "--limit", "20", "--attacks",
+                  "clean,gn:8/255,fgsm:8/255,pgd:8/255:3,pgd:8/255:6", "--out", str(out),
+                  "--quiet", "--transfer-checkpoint", str(run / "best.pt"))
+    assert res.returncode == 0, res.stderr
+    result = json.loads(out.read_text())
+    attacks = [r["attack"] for r in result["rows"]]
+    assert attacks[:6] == ["clean", "gn:8/255", "fgsm:8/255", "pgd:8/255:3", "pgd:8/255:6",
+                           "pgd:64/255:10:16/255"]
+    assert any(r["transfer"] for r in result["rows"])
+    for r in result["rows"]:
+        assert {"attack", "eps", "steps", "accuracy", "n"} <= set(r) and r["n"] == 20
+    pgd = [r for r in result["rows"] if r["attack"] == "pgd:8/255:3"][0]
+    assert len(pgd["mppd"]) == 6 and all(v > 0 for v in pgd["mppd"].values())
+    assert all(v >= 0 for v in pgd["mpp_true"].values())
+    assert result["checks"] and (out.parent / "results.md").read_text().startswith("| attack")
+    for png in ("acc_vs_eps.png", "acc_vs_sigma.png", "mppd_per_layer.png"):
+        assert (out.parent / png).stat().st_size > 0
+    for args, message in [
+        (["--checkpoint", str(tmp_path / "none.pt")], "does not exist"),
+        (["--checkpoint", str(run / "best.pt"), "--split", "train2"], "unknown split"),
+        (["--checkpoint", str(run / "best.pt"), "--attacks", "clean,blur:3"], "unknown attack"),
+        (["--checkpoint", str(run / "best.pt"), "--attacks", "pgd:x:7"], "malformed attack"),
+        (["--checkpoint", str(run / "metrics.csv")], "corrupt or not"),
+    ]:
+        res = run_cli("train/evaluate.py", "--data-root", str(cifar_root), "--out",
+                      str(tmp_path / "x.json"), *args)
+        assert res.returncode == 2 and message in res.stderr, (args, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1
