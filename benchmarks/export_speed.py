@@ -18,7 +18,7 @@ import rssnn  # noqa: F401
 from export import lowering, netx_file
 from export.verify import verify
 from train import checkpoint, data
-from train.models import build_model
+from train.models import build_model, calibrate_batchnorm
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -32,13 +32,7 @@ def main(argv: list[str] | None = None) -> dict:
         model = checkpoint.restore_model(checkpoint.load(args.checkpoint))
     else:
         torch.manual_seed(0)
-        model = build_model("cpu", 2)
-        for bn in model.modules():
-            if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm):
-                bn.momentum = None
-        with torch.no_grad():
-            model.train()
-            model(split.images[:256].float() / 255)
+        model = calibrate_batchnorm(build_model("cpu", 2), split.images[:256].float() / 255)
     model.eval()
     t0 = time.perf_counter()
     net = lowering.lower(model, split.class_names)

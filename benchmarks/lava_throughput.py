@@ -22,19 +22,13 @@ from export import lowering, netx_file
 from lava_procs import runtime
 from lava_procs.run import select_backend
 from train import data
-from train.models import build_model
+from train.models import build_model, calibrate_batchnorm
 
 
 def default_net(split: data.Split):
     """The default CPU architecture with BatchNorm statistics of real images (no training)."""
     torch.manual_seed(0)
-    model = build_model("cpu", 2)
-    for bn in model.modules():  # exact statistics of 256 real images
-        if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm):
-            bn.momentum = None
-    with torch.no_grad():
-        model.train()
-        model(split.images[:256].float() / 255)
+    model = calibrate_batchnorm(build_model("cpu", 2), split.images[:256].float() / 255)
     return lowering.lower(model.eval(), split.class_names)
 
 

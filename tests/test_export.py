@@ -16,7 +16,7 @@ from export.verify import compare, run_lava
 from rssnn import dynamics
 from rssnn.errors import UserError
 from train import data
-from train.models import SpikingNet, build_model, spiking_layers
+from train.models import SpikingNet, build_model, calibrate_batchnorm, spiking_layers
 from train.neurons import NeuronConfig
 
 PLANS = {
@@ -44,13 +44,7 @@ def _calibrated(model: torch.nn.Module, pixels: torch.Tensor, per_channel: bool,
             else:
                 n.leak.fill_(0.9)
                 n.threshold.fill_(0.8)
-        for bn in model.modules():  # exact (cumulative) statistics of these images
-            if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm):
-                bn.reset_running_stats()
-                bn.momentum = None
-        model.train()
-        model(pixels.float() / 255)
-    return model.eval()
+    return calibrate_batchnorm(model, pixels.float() / 255)
 
 
 @pytest.mark.parametrize("per_channel", [False, True], ids=["per-layer", "per-channel"])

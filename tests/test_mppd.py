@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from train import mppd
-from train.models import ConvUnit, DenseUnit, build_model, spiking_layers
+from train.models import ConvUnit, DenseUnit, build_model, calibrate_batchnorm, spiking_layers
 from train.neurons import NeuronConfig
 
 
@@ -53,11 +53,8 @@ def test_recording_captures_last_or_all_layers():
 
 def test_identical_inputs_give_zero_mppd_and_noise_gives_positive():
     torch.manual_seed(2)
-    model = build_model("cpu", 2, width=4)
     x = torch.rand(8, 3, 32, 32)
-    with torch.no_grad():  # settle the BatchNorm running statistics so every layer is active
-        for _ in range(20):
-            model(x)
+    model = calibrate_batchnorm(build_model("cpu", 2, width=4), x)  # every layer active
     from train.engine import mppd_profile
 
     same = mppd_profile(model, x, sigma=0.0)

@@ -123,19 +123,16 @@ def masking_checks(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     white = [r for r in rows if not r["transfer"]]
     checks = []
     pgd = [r for r in white if r["kind"] == "pgd"]
-    for eps in sorted({r["eps"] for r in pgd}):
-        by_steps = sorted((r for r in pgd if r["eps"] == eps), key=lambda r: r["steps"])
-        if len(by_steps) > 1:
-            rises = [(a["attack"], b["attack"]) for a, b in zip(by_steps, by_steps[1:])
+    for group, order, label in (("eps", "steps", "steps (eps {:g}/255)"),
+                                ("steps", "eps", "eps ({:g} steps)")):
+        for value in sorted({r[group] for r in pgd}):
+            seq = sorted((r for r in pgd if r[group] == value), key=lambda r: r[order])
+            if len(seq) < 2:
+                continue
+            rises = [(a["attack"], b["attack"]) for a, b in zip(seq, seq[1:])
                      if b["accuracy"] > a["accuracy"] + tol]
-            checks.append(dict(name=f"PGD accuracy does not rise with steps (eps {eps * 255:g}/255)",
-                               passed=not rises, detail=f"rises: {rises}" if rises else "monotone"))
-    for steps in sorted({r["steps"] for r in pgd}):
-        by_eps = sorted((r for r in pgd if r["steps"] == steps), key=lambda r: r["eps"])
-        if len(by_eps) > 1:
-            rises = [(a["attack"], b["attack"]) for a, b in zip(by_eps, by_eps[1:])
-                     if b["accuracy"] > a["accuracy"] + tol]
-            checks.append(dict(name=f"PGD accuracy does not rise with eps ({steps} steps)",
+            shown = value * 255 if group == "eps" else value
+            checks.append(dict(name="PGD accuracy does not rise with " + label.format(shown),
                                passed=not rises, detail=f"rises: {rises}" if rises else "monotone"))
     big = [r for r in pgd if r["eps"] >= 64 / 255 - 1e-9]
     if big:

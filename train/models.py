@@ -261,6 +261,22 @@ def spiking_layers(model: nn.Module) -> list[tuple[str, DLIF]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, DLIF)]
 
 
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, pixels: torch.Tensor) -> nn.Module:
+    """Set every BatchNorm's running statistics to the exact statistics of one batch.
+
+    For untrained models in benchmarks and tests: with real statistics every layer fires on
+    real images, as in a trained model. Returns the model in eval mode.
+    """
+    for bn in model.modules():
+        if isinstance(bn, nn.modules.batchnorm._BatchNorm):
+            bn.reset_running_stats()
+            bn.momentum = None  # cumulative average: one batch gives its exact statistics
+    model.train()
+    model(pixels)
+    return model.eval()
+
+
 def constrain_(model: nn.Module) -> None:
     """Project every neuron's parameters back into Loihi range (after an optimiser step)."""
     for _, neuron in spiking_layers(model):
