@@ -32,21 +32,27 @@ def main(argv: list[str] | None = None) -> dict:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and images")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated benchmarks to rerun; the others are read from "
+                         "benchmarks/results/*.json")
     args = ap.parse_args(argv)
     out = HERE / "results"
     q = args.quick
     t0 = time.time()
-    figures = {
-        "train_throughput": train_throughput.main(
+    runners = {
+        "train_throughput": lambda: train_throughput.main(
             ["--repeats", "3" if q else "8", "--out", str(out / "train_throughput.json")]),
-        "pgd_speed": pgd_speed.main(["--images", "20" if q else "100",
-                                     "--out", str(out / "pgd_speed.json")]),
-        "export_speed": export_speed.main(["--images", "20" if q else "100",
-                                           "--out", str(out / "export_speed.json")]),
-        "lava_throughput": lava_throughput.main(["--images", "4" if q else "10", "--repeats",
-                                                 "1" if q else "2",
-                                                 "--out", str(out / "lava_throughput.json")]),
+        "pgd_speed": lambda: pgd_speed.main(["--images", "20" if q else "100",
+                                             "--out", str(out / "pgd_speed.json")]),
+        "export_speed": lambda: export_speed.main(["--images", "20" if q else "100",
+                                                   "--out", str(out / "export_speed.json")]),
+        "lava_throughput": lambda: lava_throughput.main(
+            ["--images", "4" if q else "10", "--repeats", "1" if q else "2",
+             "--out", str(out / "lava_throughput.json")]),
     }
+    only = set(args.only.split(",")) if args.only else set(runners)
+    figures = {name: run() if name in only else json.loads((out / f"{name}.json").read_text())
+               for name, run in runners.items()}
     summary = dict(machine=f"{platform.machine()} {platform.processor()}".strip(),
                    python=platform.python_version(), seconds=time.time() - t0, **figures)
     (HERE / "results.json").write_text(json.dumps(summary, indent=2))

@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--verify-report", default=None, help="JSON report of the verification")
     ap.add_argument("--allow-mismatch", action="store_true",
                     help="keep the file even if Lava and PyTorch disagree")
+    ap.add_argument("--accuracy-images", type=int, default=1000, metavar="M",
+                    help="with --verify: float vs fixed-point accuracy on M images, PyTorch only "
+                         "(default 1000; Lava equals the fixed point, checked on the N images)")
     return ap
 
 
@@ -63,13 +66,16 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
           f"T={net.num_steps}) in {export_s:.1f} s")
     result: dict[str, Any] = dict(file=str(out), kind=kind, export_seconds=export_s)
     if args.verify > 0:
-        from export.verify import verify
+        from export.verify import fixed_point_accuracy, verify
 
         root = args.data_root or str(data.DEFAULT_DATA_ROOT)
         split = data.load_split(root, ckpt["model"]["dataset"], args.split,
                                 val_size=cfg.get("val_size", 5000), seed=cfg.get("seed", 0))
         n = min(args.verify, len(split))
         report = verify(out, net, model, split.images[:n], split.labels[:n])
+        m = min(max(args.accuracy_images, n), len(split))
+        report["quantisation"] = fixed_point_accuracy(net, model, split.images[:m],
+                                                      split.labels[:m])
         report.update(file=str(out), kind=kind, split=args.split, checkpoint=str(ckpt_path))
         result["verification"] = report
         if args.verify_report:
@@ -78,7 +84,10 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
         print(f"verified on {n} {args.split} images in Lava: {report['spike_mismatches']} "
               f"spike mismatches, prediction agreement {report['prediction_agreement']:.3f}; "
               f"accuracy float {report['float_accuracy']:.3f}, fixed point "
-              f"{report['fixed_point_accuracy']:.3f}, Lava {report['lava_accuracy']:.3f}")
+              f"{report['fixed_point_accuracy']:.3f}, Lava {report['lava_accuracy']:.3f}; on "
+              f"{report['quantisation']['images']} images float "
+              f"{report['quantisation']['float_accuracy']:.4f} vs fixed point "
+              f"{report['quantisation']['fixed_point_accuracy']:.4f}")
         if (report["spike_mismatches"] or report["prediction_agreement"] < 1) and \
                 not args.allow_mismatch:
             out.unlink(missing_ok=True)

@@ -14,12 +14,10 @@ its state is zero at the start of each of its image windows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from export import netx_file
 from export.lowering import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet
 from lava_procs.dlif.process import DLIF
 
@@ -107,14 +105,3 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
         input_bits = 0
         prev_shape = shape
     return LavaNetwork(blocks, neurons, blocks[-1], blocks[0].inp, names, leaks, scales)
-
-
-def load(path: str | Path, **kwargs) -> tuple[LavaNetwork, LoweredNet, dict[str, Any]]:
-    """Read an exported file (stock or rssnn extension) and build its Lava graph."""
-    net, meta = netx_file.read(path)
-    return build(net, **kwargs), net, meta
-
-
-def layer_window_start(k: int, reset_offset: int = 1) -> int:
-    """0-based recording index at which layer k's first image window starts."""
-    return reset_offset + k

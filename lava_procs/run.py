@@ -153,6 +153,7 @@ def plot_mppd(names: list[str], per_step: list[list[float]], title: str, path: P
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, values in zip(names, per_step):
         ax.plot(range(1, len(values) + 1), values, "o-", label=name)
+        ax.set_xticks(range(1, len(values) + 1))
     ax.set(xlabel="time step in the image window", ylabel="mean eps[t]^2 (on device)",
            yscale="log", title=title)
     ax.legend(fontsize=7)

@@ -179,6 +179,7 @@ def test_cli_exports_verifies_and_reports(cifar_root, tmp_path):
     assert report["prediction_agreement"] == 1.0
     for key in ("float_accuracy", "fixed_point_accuracy", "per_layer", "accuracy_drop_pp"):
         assert key in report
+    assert report["quantisation"]["images"] == 100  # --accuracy-images default, val has 100
     meta = netx_file.read_metadata(out)
     assert meta["source_checkpoint_sha256"] and meta["num_steps"] == 2
     assert json.loads(meta["training_config"])["train_limit"] == 200

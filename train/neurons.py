@@ -233,10 +233,6 @@ class DLIF(nn.Module):
             self.recorded_membrane = membrane
         return spikes
 
-    def effective_leak(self) -> torch.Tensor:
-        """The leak as the layer uses it, [C] (per-layer values repeated)."""
-        return self.clamped()[0].detach().expand(self.channels)
-
     # -- Loihi ------------------------------------------------------------------------------
     def loihi_params(self, weight_step: float) -> dict[str, np.ndarray]:
         """Integer Loihi parameters for a layer whose weights are ``w_int * weight_step``.

@@ -57,6 +57,7 @@ def mppd_over_time(profile: dict[str, list[float]], sigma: float, path: Path) ->
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, values in profile.items():
         ax.plot(range(1, len(values) + 1), values, "o-", label=name)
+        ax.set_xticks(range(1, len(values) + 1))
     ax.set(xlabel="time step t", ylabel="mean eps[t]^2", yscale="log",
            title=f"reset-free MPPD per layer (Gaussian sigma {sigma * 255:.3g}/255)")
     ax.legend(fontsize=7)
