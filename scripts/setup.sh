@@ -20,7 +20,11 @@ if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]
   exit 0
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip setuptools wheel
-.venv/bin/python -m pip install -q -e '.[dev]'
+echo "setup: installing rssnn-lava and its dependencies into .venv (about 90 s the first time)"
+# pip's own warnings about this machine's extra index folders are noise; errors still show.
+quiet() { "$@" 2>&1 | { grep -vE 'is ignored: it is neither|BuildBackendWarning|^\s*(!!|\*+)?\s*$|careful with folders|name as your package|WheelFile\(|precedence during imports' || true; }; }
+set -o pipefail
+quiet .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
+quiet .venv/bin/python -m pip install -q -e '.[dev]'
 touch "$stamp"
 echo "setup: .venv ready ($(.venv/bin/python --version))"

@@ -246,7 +246,7 @@ class Trainer:
             r["seconds"] += dt
             self.elapsed += dt
             self.batch_in_epoch = b + 1
-            bar.set_postfix(loss=f"{r['loss'] / r['seen']:.3f}",
+            bar.set_postfix(refresh=False, loss=f"{r['loss'] / r['seen']:.3f}",
                             acc=f"{r['correct'] / r['seen']:.3f}")
             if cfg["checkpoint_every"] and self.batch_in_epoch % cfg["checkpoint_every"] == 0:
                 self.save_last()
