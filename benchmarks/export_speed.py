@@ -40,12 +40,17 @@ def main(argv: list[str] | None = None) -> dict:
         path = Path(tmp) / "m.net"
         netx_file.write(path, net, {})
         t_write = time.perf_counter() - t0
-        report = verify(path, net, model, split.images[:args.images], split.labels[:args.images])
+        report = verify(path, net, model, split.images[: args.images], split.labels[: args.images])
     total = time.perf_counter() - t0
-    out = dict(benchmark="export_speed", images=args.images, lower_and_write_s=t_write,
-               total_s=total, lava_run_s=report["seconds"]["lava_run"],
-               pytorch_fixed_s=report["seconds"]["pytorch_fixed"],
-               spike_mismatches=report["spike_mismatches"])
+    out = dict(
+        benchmark="export_speed",
+        images=args.images,
+        lower_and_write_s=t_write,
+        total_s=total,
+        lava_run_s=report["seconds"]["lava_run"],
+        pytorch_fixed_s=report["seconds"]["pytorch_fixed"],
+        spike_mismatches=report["spike_mismatches"],
+    )
     print(json.dumps(out))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     split = data.load_split(data.DEFAULT_DATA_ROOT, "cifar10", "val", val_size=1000, seed=0)
     net = netx_file.read(args.net)[0] if args.net else default_net(split)
-    clean = split.images[:args.images]
+    clean = split.images[: args.images]
     gen = torch.Generator().manual_seed(0)
     pert = (clean.float() + 8 * torch.randn(clean.shape, generator=gen)).clamp(0, 255).round()
     pert = pert.to(torch.uint8)
@@ -59,14 +59,20 @@ def main(argv: list[str] | None = None) -> dict:
             times[variant].append((result["run_s"] - first) / (result["steps"] - CHUNK))
             steps = result["steps"]
     per_step = {k: statistics.median(v) for k, v in times.items()}
-    out = dict(benchmark="lava_throughput", images=args.images, num_steps=net.num_steps,
-               lava_steps=steps, copies=2,
-               seconds_per_step_with_monitor=per_step["monitor"],
-               seconds_per_step_without_monitor=per_step["plain"],
-               seconds_per_image_with_monitor=per_step["monitor"] * net.num_steps,
-               seconds_per_image_without_monitor=per_step["plain"] * net.num_steps,
-               monitor_overhead_ratio=per_step["monitor"] / per_step["plain"],
-               raw_seconds_per_step=times, model=args.net or "default cpu model (untrained)")
+    out = dict(
+        benchmark="lava_throughput",
+        images=args.images,
+        num_steps=net.num_steps,
+        lava_steps=steps,
+        copies=2,
+        seconds_per_step_with_monitor=per_step["monitor"],
+        seconds_per_step_without_monitor=per_step["plain"],
+        seconds_per_image_with_monitor=per_step["monitor"] * net.num_steps,
+        seconds_per_image_without_monitor=per_step["plain"] * net.num_steps,
+        monitor_overhead_ratio=per_step["monitor"] / per_step["plain"],
+        raw_seconds_per_step=times,
+        model=args.net or "default cpu model (untrained)",
+    )
     print(json.dumps({k: v for k, v in out.items() if k != "raw_seconds_per_step"}, indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))

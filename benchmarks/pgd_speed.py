@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default="benchmarks/results/pgd_speed.json")
     args = ap.parse_args(argv)
     split = data.load_split(data.DEFAULT_DATA_ROOT, "cifar10", "val", val_size=1000, seed=0)
-    x = split.images[:args.images].float() / 255
-    y = split.labels[:args.images]
+    x = split.images[: args.images].float() / 255
+    y = split.labels[: args.images]
     torch.manual_seed(0)
     model = build_model("cpu", args.timesteps).eval()
     wrapper = AttackWrapper(model)
@@ -36,12 +36,23 @@ def main(argv: list[str] | None = None) -> dict:
     craft(spec, wrapper, x[:8], y[:8], torch.Generator())  # warm-up (kernel compilation)
     t0 = time.perf_counter()
     for start in range(0, len(y), args.batch_size):
-        craft(spec, wrapper, x[start:start + args.batch_size], y[start:start + args.batch_size],
-              torch.Generator().manual_seed(start))
+        craft(
+            spec,
+            wrapper,
+            x[start : start + args.batch_size],
+            y[start : start + args.batch_size],
+            torch.Generator().manual_seed(start),
+        )
     seconds = time.perf_counter() - t0
-    out = dict(benchmark="pgd_speed", attack="pgd:8/255:10", num_steps=args.timesteps,
-               images=len(y), batch_size=args.batch_size, seconds=seconds,
-               seconds_per_image=seconds / len(y))
+    out = dict(
+        benchmark="pgd_speed",
+        attack="pgd:8/255:10",
+        num_steps=args.timesteps,
+        images=len(y),
+        batch_size=args.batch_size,
+        seconds=seconds,
+        seconds_per_image=seconds / len(y),
+    )
     print(json.dumps(out))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))

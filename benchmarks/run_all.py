@@ -32,29 +32,47 @@ def main(argv: list[str] | None = None) -> dict:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and images")
-    ap.add_argument("--only", default=None,
-                    help="comma-separated benchmarks to rerun; the others are read from "
-                         "benchmarks/results/*.json")
+    ap.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated benchmarks to rerun; the others are read from " "benchmarks/results/*.json",
+    )
     args = ap.parse_args(argv)
     out = HERE / "results"
     q = args.quick
     t0 = time.time()
     runners = {
         "train_throughput": lambda: train_throughput.main(
-            ["--repeats", "3" if q else "8", "--out", str(out / "train_throughput.json")]),
-        "pgd_speed": lambda: pgd_speed.main(["--images", "20" if q else "100",
-                                             "--out", str(out / "pgd_speed.json")]),
-        "export_speed": lambda: export_speed.main(["--images", "20" if q else "100",
-                                                   "--out", str(out / "export_speed.json")]),
+            ["--repeats", "3" if q else "8", "--out", str(out / "train_throughput.json")]
+        ),
+        "pgd_speed": lambda: pgd_speed.main(
+            ["--images", "20" if q else "100", "--out", str(out / "pgd_speed.json")]
+        ),
+        "export_speed": lambda: export_speed.main(
+            ["--images", "20" if q else "100", "--out", str(out / "export_speed.json")]
+        ),
         "lava_throughput": lambda: lava_throughput.main(
-            ["--images", "4" if q else "10", "--repeats", "1" if q else "2",
-             "--out", str(out / "lava_throughput.json")]),
+            [
+                "--images",
+                "4" if q else "10",
+                "--repeats",
+                "1" if q else "2",
+                "--out",
+                str(out / "lava_throughput.json"),
+            ]
+        ),
     }
     only = set(args.only.split(",")) if args.only else set(runners)
-    figures = {name: run() if name in only else json.loads((out / f"{name}.json").read_text())
-               for name, run in runners.items()}
-    summary = dict(machine=f"{platform.machine()} {platform.processor()}".strip(),
-                   python=platform.python_version(), seconds=time.time() - t0, **figures)
+    figures = {
+        name: run() if name in only else json.loads((out / f"{name}.json").read_text())
+        for name, run in runners.items()
+    }
+    summary = dict(
+        machine=f"{platform.machine()} {platform.processor()}".strip(),
+        python=platform.python_version(),
+        seconds=time.time() - t0,
+        **figures,
+    )
     (HERE / "results.json").write_text(json.dumps(summary, indent=2))
     (HERE / "results.md").write_text(render(summary))
     print(render(summary))
@@ -62,26 +80,36 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def render(s: dict) -> str:
-    tt, pgd, ex, lv = (s["train_throughput"], s["pgd_speed"], s["export_speed"],
-                       s["lava_throughput"])
-    lines = [f"# Benchmark figures ({s['machine']}, Python {s['python']})", "",
-             "| figure | value |", "|---|---|"]
+    tt, pgd, ex, lv = (s["train_throughput"], s["pgd_speed"], s["export_speed"], s["lava_throughput"])
+    lines = [
+        f"# Benchmark figures ({s['machine']}, Python {s['python']})",
+        "",
+        "| figure | value |",
+        "|---|---|",
+    ]
     for row in tt["rows"]:
-        lines.append(f"| training, T={row['T']}, batch {row['batch_size']}: DLIF images/s | "
-                     f"{row['dlif_images_per_s']:.0f} |")
-        lines.append(f"| neuron overhead T={row['T']}: DLIF step / (T x ANN step) (goal <= 1.2) "
-                     f"| {row['dlif_neuron_overhead']:.2f} |")
+        lines.append(
+            f"| training, T={row['T']}, batch {row['batch_size']}: DLIF images/s | "
+            f"{row['dlif_images_per_s']:.0f} |"
+        )
+        lines.append(
+            f"| neuron overhead T={row['T']}: DLIF step / (T x ANN step) (goal <= 1.2) "
+            f"| {row['dlif_neuron_overhead']:.2f} |"
+        )
         if "slayer_cuba_neuron_overhead" in row:
-            lines.append(f"| neuron overhead T={row['T']}: stock SLAYER cuba, same harness | "
-                         f"{row['slayer_cuba_neuron_overhead']:.2f} |")
-    lines += [f"| PGD-10 seconds per image (T={pgd['num_steps']}, batch {pgd['batch_size']}) | "
-              f"{pgd['seconds_per_image']:.3f} |",
-              f"| export + Lava verification, {ex['images']} images: seconds (Lava part) | "
-              f"{ex['total_s']:.1f} ({ex['lava_run_s']:.1f}) |",
-              f"| Lava sim, clean + perturbed pair: seconds per image (per step) | "
-              f"{lv['seconds_per_image_with_monitor']:.3f} ({lv['seconds_per_step_with_monitor']:.4f}) |",
-              f"| monitor overhead: with / without (goal < 1.25) | "
-              f"{lv['monitor_overhead_ratio']:.3f} |"]
+            lines.append(
+                f"| neuron overhead T={row['T']}: stock SLAYER cuba, same harness | "
+                f"{row['slayer_cuba_neuron_overhead']:.2f} |"
+            )
+    lines += [
+        f"| PGD-10 seconds per image (T={pgd['num_steps']}, batch {pgd['batch_size']}) | "
+        f"{pgd['seconds_per_image']:.3f} |",
+        f"| export + Lava verification, {ex['images']} images: seconds (Lava part) | "
+        f"{ex['total_s']:.1f} ({ex['lava_run_s']:.1f}) |",
+        f"| Lava sim, clean + perturbed pair: seconds per image (per step) | "
+        f"{lv['seconds_per_image_with_monitor']:.3f} ({lv['seconds_per_step_with_monitor']:.4f}) |",
+        f"| monitor overhead: with / without (goal < 1.25) | " f"{lv['monitor_overhead_ratio']:.3f} |",
+    ]
     return "\n".join(lines) + "\n"
 
 

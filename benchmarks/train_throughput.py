@@ -38,8 +38,9 @@ class _SlayerCuba(nn.Module):
         from rssnn.lava_imports import slayer
 
         self.num_steps = num_steps
-        self.neuron = slayer.neuron.cuba.Neuron(threshold=1.0, current_decay=1.0,
-                                                voltage_decay=0.01, persistent_state=False)
+        self.neuron = slayer.neuron.cuba.Neuron(
+            threshold=1.0, current_decay=1.0, voltage_decay=0.01, persistent_state=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.neuron(x.expand(*x.shape[:-1], self.num_steps).contiguous())
@@ -77,8 +78,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=8, help="timed steps per variant (default 8)")
     ap.add_argument("--steps", default="4,8", help="time steps T to measure (default 4,8)")
     ap.add_argument("--no-slayer", action="store_true", help="skip the stock SLAYER cuba row")
-    ap.add_argument("--out", default="benchmarks/results/train_throughput.json",
-                    help="JSON file for the figures")
+    ap.add_argument(
+        "--out", default="benchmarks/results/train_throughput.json", help="JSON file for the figures"
+    )
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     rows = []
@@ -87,18 +89,30 @@ def main(argv: list[str] | None = None) -> dict:
         snn = build_model("cpu", T, neuron=NeuronConfig())
         t_ann = time_steps(ann, args.batch_size, args.repeats)
         t_snn = time_steps(snn, args.batch_size, args.repeats)
-        row = dict(T=T, batch_size=args.batch_size, ann_step_s=t_ann, dlif_step_s=t_snn,
-                   dlif_images_per_s=args.batch_size / t_snn,
-                   dlif_neuron_overhead=t_snn / (T * t_ann))
+        row = dict(
+            T=T,
+            batch_size=args.batch_size,
+            ann_step_s=t_ann,
+            dlif_step_s=t_snn,
+            dlif_images_per_s=args.batch_size / t_snn,
+            dlif_neuron_overhead=t_snn / (T * t_ann),
+        )
         if not args.no_slayer:
             cuba = _swap_neurons(build_model("cpu", T), lambda T=T: _SlayerCuba(T))
             t_cuba = time_steps(cuba, args.batch_size, args.repeats)
             row.update(slayer_cuba_step_s=t_cuba, slayer_cuba_neuron_overhead=t_cuba / (T * t_ann))
         rows.append(row)
-        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                       for k, v in row.items()), flush=True)
-    result = dict(benchmark="train_throughput", model="cpu", machine=platform.processor() or
-                  platform.machine(), threads=torch.get_num_threads(), rows=rows)
+        print(
+            " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+            flush=True,
+        )
+    result = dict(
+        benchmark="train_throughput",
+        model="cpu",
+        machine=platform.processor() or platform.machine(),
+        threads=torch.get_num_threads(),
+        rows=rows,
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

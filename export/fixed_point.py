@@ -34,8 +34,7 @@ def _bias(layer) -> torch.Tensor:
 
 
 @torch.no_grad()
-def run_fixed(net: LoweredNet, pixels: torch.Tensor, record_state: bool = False
-              ) -> dict[str, object]:
+def run_fixed(net: LoweredNet, pixels: torch.Tensor, record_state: bool = False) -> dict[str, object]:
     """Fixed-point forward.
 
     Args:
@@ -54,8 +53,9 @@ def run_fixed(net: LoweredNet, pixels: torch.Tensor, record_state: bool = False
     for layer in net.layers:
         a_in = _synaptic_input(layer, x)
         if layer.spiking:
-            out = loihi_lif_sequence(a_in, layer.i_decay, layer.v_decay, layer.vth,
-                                     _bias(layer), steps, record_state=record_state)
+            out = loihi_lif_sequence(
+                a_in, layer.i_decay, layer.v_decay, layer.vth, _bias(layer), steps, record_state=record_state
+            )
             s = out[0] if record_state else out
             if record_state:
                 currents.append(out[1])

@@ -63,8 +63,7 @@ class LoweredLayer:
 
     @property
     def per_channel(self) -> bool:
-        return self.spiking and any(len(np.unique(p)) > 1 for p in
-                                    (self.i_decay, self.v_decay, self.vth))
+        return self.spiking and any(len(np.unique(p)) > 1 for p in (self.i_decay, self.v_decay, self.vth))
 
 
 @dataclass
@@ -110,8 +109,9 @@ def _fold_pool_into_dense(w: torch.Tensor, c: int, h: int, wd: int) -> torch.Ten
     return (w4.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3) / 4).reshape(w.shape[0], -1)
 
 
-def _fold_input(w: torch.Tensor, b: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                conv: bool) -> torch.Tensor:
+def _fold_input(
+    w: torch.Tensor, b: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, conv: bool
+) -> torch.Tensor:
     """Fold normalisation, the 1/255 pixel scale and the bias into first-layer weights.
 
     The float layer computes ``W' ((p/255 - mean) / std) + b'`` on a zero-padded normalised
@@ -130,8 +130,7 @@ def _fold_input(w: torch.Tensor, b: torch.Tensor, mean: torch.Tensor, std: torch
     return torch.cat([w_pix, const], 1)  # one bias-channel feature carries the bias
 
 
-def _current_bound(w: torch.Tensor, b: torch.Tensor, input_max: float,
-                   norm: nn.Module | None) -> float:
+def _current_bound(w: torch.Tensor, b: torch.Tensor, input_max: float, norm: nn.Module | None) -> float:
     """Largest |synaptic input| (float units) the layer can meet.
 
     The worst case over inputs in [0, input_max] is ``input_max * max(sum w+, sum |w-|)``. With
@@ -147,8 +146,12 @@ def _current_bound(w: torch.Tensor, b: torch.Tensor, input_max: float,
     return worst.max().item()
 
 
-def _choose_scale(w: torch.Tensor, b: torch.Tensor, threshold_max: float, current_max: float,
-                  ) -> tuple[float, dict[str, float]]:
+def _choose_scale(
+    w: torch.Tensor,
+    b: torch.Tensor,
+    threshold_max: float,
+    current_max: float,
+) -> tuple[float, dict[str, float]]:
     """Largest k that keeps weights, bias, threshold and the 24-bit current in range."""
     limits = {
         "weight": dynamics.WEIGHT_MANT_RANGE[1] / max(w.abs().max().item(), 1e-12),
@@ -165,9 +168,11 @@ def _quantise_weight(w: torch.Tensor, k: float, name: str, limits: dict[str, flo
     q = 2 * torch.round(w * k / 2)  # even mantissas: Loihi's 8-bit mixed-sign weights
     if not q.abs().max() > 0:
         binding = min(limits, key=limits.get)
-        raise UserError(f"cannot export {name}: its weights vanish at 8 bits because the "
-                        f"{binding} range limits the layer scale (limits {limits}); "
-                        "this layer cannot be represented on Loihi 2")
+        raise UserError(
+            f"cannot export {name}: its weights vanish at 8 bits because the "
+            f"{binding} range limits the layer scale (limits {limits}); "
+            "this layer cannot be represented on Loihi 2"
+        )
     return q.clamp(lo, hi).to(torch.int64).numpy()
 
 
@@ -179,11 +184,15 @@ def _neuron_ints(neuron, k: float) -> dict[str, np.ndarray]:
 def _check_exportable(model: nn.Module) -> None:
     if not isinstance(model, SpikingNet):
         _, why = model.stock_netx_exportable()
-        raise UserError(f"cannot export {type(model).__name__}: {why}; the exporter handles "
-                        "feed-forward conv/pool/dense models (cpu, vgg5, vgg11)")
+        raise UserError(
+            f"cannot export {type(model).__name__}: {why}; the exporter handles "
+            "feed-forward conv/pool/dense models (cpu, vgg5, vgg11)"
+        )
     if any(getattr(m, "gain", None) is not None for m in model.modules()):
-        raise UserError("cannot export: the per-step input gain a[t] (--learn-gain) has no "
-                        "Loihi mapping; train without --learn-gain to deploy")
+        raise UserError(
+            "cannot export: the per-step input gain a[t] (--learn-gain) has no "
+            "Loihi mapping; train without --learn-gain to deploy"
+        )
 
 
 def lower(model: nn.Module, class_names: list[str]) -> LoweredNet:
@@ -218,8 +227,9 @@ def lower(model: nn.Module, class_names: list[str]) -> LoweredNet:
             if pending_pool:
                 w, stride, padding = _fold_pool_into_conv(w, stride, padding)
         else:
-            w, b = _fold_bn(unit.synapse.weight.reshape(unit.synapse.weight.shape[0], -1),
-                            unit.norm, unit.bias)
+            w, b = _fold_bn(
+                unit.synapse.weight.reshape(unit.synapse.weight.shape[0], -1), unit.norm, unit.bias
+            )
             if pending_pool:
                 c, hh, ww = shape
                 w = _fold_pool_into_dense(w, c, hh // 2, ww // 2)
@@ -231,8 +241,7 @@ def lower(model: nn.Module, class_names: list[str]) -> LoweredNet:
             input_max = PIXEL_LEVELS
         in_shape = shape if conv else (int(np.prod(shape)),)
         if not conv and w.shape[1] != in_shape[0]:
-            raise UserError(f"cannot export {name}: {w.shape[1]} inputs for {in_shape[0]} "
-                            "features")
+            raise UserError(f"cannot export {name}: {w.shape[1]} inputs for {in_shape[0]} " "features")
         spiking = unit.neuron is not None
         th_max = unit.neuron.clamped()[1].max().item() if spiking else 1.0
         norm = getattr(unit, "norm", None)
@@ -246,11 +255,19 @@ def lower(model: nn.Module, class_names: list[str]) -> LoweredNet:
             out_shape = (w.shape[0],)
             extra = dict(flatten_before=pending_flatten)
             pending_flatten = False
-        layer = LoweredLayer("conv" if conv else "dense", name,
-                             _quantise_weight(w, k, name, limits),
-                             torch.round(b * k).to(torch.int64).numpy(), in_shape, out_shape, k,
-                             spiking=spiking, limits=limits,
-                             **(_neuron_ints(unit.neuron, k) if spiking else {}), **extra)
+        layer = LoweredLayer(
+            "conv" if conv else "dense",
+            name,
+            _quantise_weight(w, k, name, limits),
+            torch.round(b * k).to(torch.int64).numpy(),
+            in_shape,
+            out_shape,
+            k,
+            spiking=spiking,
+            limits=limits,
+            **(_neuron_ints(unit.neuron, k) if spiking else {}),
+            **extra,
+        )
         layers.append(layer)
         shape = out_shape
     return LoweredNet(input_shape, model.num_steps, layers, list(class_names))

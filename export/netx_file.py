@@ -120,16 +120,27 @@ def write(path: str | Path, net: LoweredNet, metadata: dict[str, Any]) -> str:
                 else:
                     _readout_neuron(g)
             meta = f.create_group("rssnn")
-            attrs = dict(format=FORMAT, version=VERSION, kind=kind, features=json.dumps(features),
-                         num_steps=net.num_steps, input_message_bits=INPUT_MESSAGE_BITS,
-                         input_encoding="raw 8-bit pixel levels 0..255 as graded spikes, "
-                                        "the same image on every step",
-                         class_names=json.dumps(net.class_names), exporter_version=RSSNN_VERSION,
-                         layer_names=json.dumps([lay.name for lay in net.layers]),
-                         layer_scales=json.dumps([lay.scale for lay in net.layers]),
-                         layer_scale_limits=json.dumps([lay.limits for lay in net.layers]))
-            attrs.update({k: (json.dumps(v, default=str) if isinstance(v, dict | list) else v)
-                          for k, v in metadata.items()})
+            attrs = dict(
+                format=FORMAT,
+                version=VERSION,
+                kind=kind,
+                features=json.dumps(features),
+                num_steps=net.num_steps,
+                input_message_bits=INPUT_MESSAGE_BITS,
+                input_encoding="raw 8-bit pixel levels 0..255 as graded spikes, "
+                "the same image on every step",
+                class_names=json.dumps(net.class_names),
+                exporter_version=RSSNN_VERSION,
+                layer_names=json.dumps([lay.name for lay in net.layers]),
+                layer_scales=json.dumps([lay.scale for lay in net.layers]),
+                layer_scale_limits=json.dumps([lay.limits for lay in net.layers]),
+            )
+            attrs.update(
+                {
+                    k: (json.dumps(v, default=str) if isinstance(v, dict | list) else v)
+                    for k, v in metadata.items()
+                }
+            )
             for key, value in attrs.items():
                 meta.attrs[key] = value
 
@@ -152,16 +163,19 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     try:
         with h5py.File(path, "r") as f:
             if "rssnn" not in f or "layer" not in f:
-                raise UserError(f"'{path}' is not an rssnn-lava NetX file (no /rssnn metadata); "
-                                "export it with python export/to_netx.py")
+                raise UserError(
+                    f"'{path}' is not an rssnn-lava NetX file (no /rssnn metadata); "
+                    "export it with python export/to_netx.py"
+                )
             meta = {k: _decode(v) for k, v in f["rssnn"].attrs.items()}
     except OSError as exc:
         raise UserError(f"'{path}' is not a readable HDF5 file (truncated or corrupt?)") from exc
     if meta.get("format") != FORMAT:
         raise UserError(f"'{path}' is not an rssnn-lava NetX file")
     if int(meta.get("version", -1)) != VERSION:
-        raise UserError(f"'{path}' has rssnn-netx version {meta.get('version')}, this reader "
-                        f"supports {VERSION}")
+        raise UserError(
+            f"'{path}' has rssnn-netx version {meta.get('version')}, this reader " f"supports {VERSION}"
+        )
     for key in ("class_names", "features", "layer_names", "layer_scales"):
         meta[key] = json.loads(meta[key])
     return meta
@@ -198,23 +212,33 @@ def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
                 def arr(key: str, n=n, c=c) -> np.ndarray:
                     return np.broadcast_to(np.asarray(n[key][()], dtype=np.int64), (c,)).copy()
 
-                common = dict(name=next(names), weight=weight, bias=bias, out_shape=out_shape,
-                              scale=float(next(scales)), spiking=spiking,
-                              i_decay=arr("iDecay") if spiking else None,
-                              v_decay=arr("vDecay") if spiking else None,
-                              vth=arr("vThMant") if spiking else None)
+                common = dict(
+                    name=next(names),
+                    weight=weight,
+                    bias=bias,
+                    out_shape=out_shape,
+                    scale=float(next(scales)),
+                    spiking=spiking,
+                    i_decay=arr("iDecay") if spiking else None,
+                    v_decay=arr("vDecay") if spiking else None,
+                    vth=arr("vThMant") if spiking else None,
+                )
                 if kind == "conv":
-                    layer = LoweredLayer("conv", in_shape=shape,
-                                         stride=tuple(int(x) for x in g["stride"][()]),
-                                         padding=tuple(int(x) for x in g["padding"][()]), **common)
+                    layer = LoweredLayer(
+                        "conv",
+                        in_shape=shape,
+                        stride=tuple(int(x) for x in g["stride"][()]),
+                        padding=tuple(int(x) for x in g["padding"][()]),
+                        **common,
+                    )
                 else:
-                    layer = LoweredLayer("dense", in_shape=(int(np.prod(shape)),),
-                                         flatten_before=flatten, **common)
+                    layer = LoweredLayer(
+                        "dense", in_shape=(int(np.prod(shape)),), flatten_before=flatten, **common
+                    )
                 flatten = False
                 layers.append(layer)
                 shape = out_shape
     except (KeyError, ValueError, StopIteration, OSError) as exc:
-        raise UserError(f"'{path}' is damaged: {exc.__class__.__name__} while reading layers"
-                        ) from exc
+        raise UserError(f"'{path}' is damaged: {exc.__class__.__name__} while reading layers") from exc
     net = LoweredNet(input_shape, int(meta["num_steps"]), layers, meta["class_names"])
     return net, meta

@@ -24,22 +24,38 @@ from typing import Any
 def build_parser() -> argparse.ArgumentParser:
     from rssnn.cli_support import OneLineParser
 
-    ap = OneLineParser(prog="python export/to_netx.py", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(
+        prog="python export/to_netx.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--checkpoint", required=True, help="checkpoint from train/cifar.py")
     ap.add_argument("--out", required=True, help="NetX HDF5 file to write (e.g. model.net)")
-    ap.add_argument("--verify", type=int, default=0, metavar="N",
-                    help="verify on N images in Lava (default 0: no verification)")
-    ap.add_argument("--data-root", default=None,
-                    help="CIFAR folder for --verify (default ../shared/data/cifar10)")
-    ap.add_argument("--split", choices=("val", "test", "train"), default="val",
-                    help="split for --verify (default val)")
+    ap.add_argument(
+        "--verify",
+        type=int,
+        default=0,
+        metavar="N",
+        help="verify on N images in Lava (default 0: no verification)",
+    )
+    ap.add_argument(
+        "--data-root", default=None, help="CIFAR folder for --verify (default ../shared/data/cifar10)"
+    )
+    ap.add_argument(
+        "--split", choices=("val", "test", "train"), default="val", help="split for --verify (default val)"
+    )
     ap.add_argument("--verify-report", default=None, help="JSON report of the verification")
-    ap.add_argument("--allow-mismatch", action="store_true",
-                    help="keep the file even if Lava and PyTorch disagree")
-    ap.add_argument("--accuracy-images", type=int, default=1000, metavar="M",
-                    help="with --verify: float vs fixed-point accuracy on M images, PyTorch only "
-                         "(default 1000; Lava equals the fixed point, checked on the N images)")
+    ap.add_argument(
+        "--allow-mismatch", action="store_true", help="keep the file even if Lava and PyTorch disagree"
+    )
+    ap.add_argument(
+        "--accuracy-images",
+        type=int,
+        default=1000,
+        metavar="M",
+        help="with --verify: float vs fixed-point accuracy on M images, PyTorch only "
+        "(default 1000; Lava equals the fixed point, checked on the N images)",
+    )
     return ap
 
 
@@ -57,43 +73,56 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     net = lowering.lower(model, ckpt.get("class_names") or [str(i) for i in range(10)])
     cfg = ckpt.get("config", {})
-    meta = dict(dataset=ckpt["model"]["dataset"], training_config=cfg,
-                model=ckpt["model"], source_checkpoint=str(ckpt_path),
-                source_checkpoint_sha256=checkpoint.file_sha256(ckpt_path))
+    meta = dict(
+        dataset=ckpt["model"]["dataset"],
+        training_config=cfg,
+        model=ckpt["model"],
+        source_checkpoint=str(ckpt_path),
+        source_checkpoint_sha256=checkpoint.file_sha256(ckpt_path),
+    )
     kind = netx_file.write(out, net, meta)
     export_s = time.perf_counter() - t0
-    print(f"wrote {out} ({kind} NetX file: {len(net.layers)} synapse layers, "
-          f"T={net.num_steps}) in {export_s:.1f} s")
+    print(
+        f"wrote {out} ({kind} NetX file: {len(net.layers)} synapse layers, "
+        f"T={net.num_steps}) in {export_s:.1f} s"
+    )
     result: dict[str, Any] = dict(file=str(out), kind=kind, export_seconds=export_s)
     if args.verify > 0:
         from export.verify import fixed_point_accuracy, verify
 
         root = args.data_root or str(data.DEFAULT_DATA_ROOT)
-        split = data.load_split(root, ckpt["model"]["dataset"], args.split,
-                                val_size=cfg.get("val_size", 5000), seed=cfg.get("seed", 0))
+        split = data.load_split(
+            root,
+            ckpt["model"]["dataset"],
+            args.split,
+            val_size=cfg.get("val_size", 5000),
+            seed=cfg.get("seed", 0),
+        )
         n = min(args.verify, len(split))
         report = verify(out, net, model, split.images[:n], split.labels[:n])
         m = min(max(args.accuracy_images, n), len(split))
-        report["quantisation"] = fixed_point_accuracy(net, model, split.images[:m],
-                                                      split.labels[:m])
+        report["quantisation"] = fixed_point_accuracy(net, model, split.images[:m], split.labels[:m])
         report.update(file=str(out), kind=kind, split=args.split, checkpoint=str(ckpt_path))
         result["verification"] = report
         if args.verify_report:
             Path(args.verify_report).parent.mkdir(parents=True, exist_ok=True)
             Path(args.verify_report).write_text(json.dumps(report, indent=2))
-        print(f"verified on {n} {args.split} images in Lava: {report['spike_mismatches']} "
-              f"spike mismatches, prediction agreement {report['prediction_agreement']:.3f}; "
-              f"accuracy float {report['float_accuracy']:.3f}, fixed point "
-              f"{report['fixed_point_accuracy']:.3f}, Lava {report['lava_accuracy']:.3f}; on "
-              f"{report['quantisation']['images']} images float "
-              f"{report['quantisation']['float_accuracy']:.4f} vs fixed point "
-              f"{report['quantisation']['fixed_point_accuracy']:.4f}")
-        if (report["spike_mismatches"] or report["prediction_agreement"] < 1) and \
-                not args.allow_mismatch:
+        print(
+            f"verified on {n} {args.split} images in Lava: {report['spike_mismatches']} "
+            f"spike mismatches, prediction agreement {report['prediction_agreement']:.3f}; "
+            f"accuracy float {report['float_accuracy']:.3f}, fixed point "
+            f"{report['fixed_point_accuracy']:.3f}, Lava {report['lava_accuracy']:.3f}; on "
+            f"{report['quantisation']['images']} images float "
+            f"{report['quantisation']['float_accuracy']:.4f} vs fixed point "
+            f"{report['quantisation']['fixed_point_accuracy']:.4f}"
+        )
+        if (report["spike_mismatches"] or report["prediction_agreement"] < 1) and not args.allow_mismatch:
             out.unlink(missing_ok=True)
-            raise UserError(f"Lava and the PyTorch fixed-point model disagree "
-                            f"({report['spike_mismatches']} spike mismatches); '{out}' removed; "
-                            "see the report, or keep it with --allow-mismatch")
+            raise UserError(
+                f"Lava and the PyTorch fixed-point model disagree "
+                f"({report['spike_mismatches']} spike mismatches); '{out}' removed; "
+                "see the report, or keep it with --allow-mismatch"
+            )
     return result
 
 

@@ -21,8 +21,7 @@ from export.fixed_point import run_fixed
 from export.lowering import INPUT_MESSAGE_BITS, LoweredNet, encode_input
 
 
-def run_lava(path: str | Path, net: LoweredNet, pixels: torch.Tensor, chunk: int = 64
-             ) -> dict[str, Any]:
+def run_lava(path: str | Path, net: LoweredNet, pixels: torch.Tensor, chunk: int = 64) -> dict[str, Any]:
     """Run uint8 images [N, 3, H, W] through the file in Lava; spikes per spiking layer.
 
     Returns ``spikes`` (list of bool arrays [N, C, H, W, T] / [N, F, T] in PyTorch order),
@@ -45,14 +44,23 @@ def run_lava(path: str | Path, net: LoweredNet, pixels: torch.Tensor, chunk: int
     else:
         frames = frames.transpose(0, 3, 2, 1)  # N, W, H, C (Lava order)
     data = np.repeat(frames[..., None], steps_per_image, axis=-1)  # N, W, H, C, T
-    data = np.concatenate([np.moveaxis(data, 0, -2).reshape(*frames.shape[1:], -1),
-                           np.zeros((*frames.shape[1:], len(spiking) + 2), np.int32)], -1)
+    data = np.concatenate(
+        [
+            np.moveaxis(data, 0, -2).reshape(*frames.shape[1:], -1),
+            np.zeros((*frames.shape[1:], len(spiking) + 2), np.int32),
+        ],
+        -1,
+    )
     t0 = time.perf_counter()
-    lava_net = netx.hdf5.Network(net_config=str(path), input_message_bits=INPUT_MESSAGE_BITS,
-                                 reset_interval=steps_per_image, reset_offset=1)
+    lava_net = netx.hdf5.Network(
+        net_config=str(path),
+        input_message_bits=INPUT_MESSAGE_BITS,
+        reset_interval=steps_per_image,
+        reset_offset=1,
+    )
     source = RingBuffer(data=data)
     source.s_out.connect(lava_net.inp)
-    blocks = [b for b in lava_net.layers][:len(spiking)]
+    blocks = [b for b in lava_net.layers][: len(spiking)]
     extractors = []
     for block in blocks:
         ex = Extractor(shape=block.out.shape, buffer_size=chunk)
@@ -61,8 +69,7 @@ def run_lava(path: str | Path, net: LoweredNet, pixels: torch.Tensor, chunk: int
     recorded = [np.zeros((*b.out.shape, total), dtype=bool) for b in blocks]
     build_s = time.perf_counter() - t0
     # The Extractor's model carries no tag: name it explicitly.
-    run_cfg = Loihi2SimCfg(select_tag="fixed_pt",
-                           exception_proc_model_map={Extractor: PyLoihiExtractorModel})
+    run_cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map={Extractor: PyLoihiExtractorModel})
     t_run = time.perf_counter()
     try:
         done = 0
@@ -79,8 +86,9 @@ def run_lava(path: str | Path, net: LoweredNet, pixels: torch.Tensor, chunk: int
     spikes = []
     for k, rec in enumerate(recorded):
         start = 1 + k
-        windows = np.stack([rec[..., start + i * steps_per_image:
-                                start + (i + 1) * steps_per_image] for i in range(n)])
+        windows = np.stack(
+            [rec[..., start + i * steps_per_image : start + (i + 1) * steps_per_image] for i in range(n)]
+        )
         if windows.ndim == 5:  # N, W, H, C, T -> N, C, H, W, T
             windows = windows.transpose(0, 3, 2, 1, 4)
         spikes.append(torch.from_numpy(windows.copy()))
@@ -88,7 +96,8 @@ def run_lava(path: str | Path, net: LoweredNet, pixels: torch.Tensor, chunk: int
     last = spikes[-1].reshape(n, -1, steps_per_image).to(torch.float64)
     logits = torch.einsum("oi,nit->no", torch.from_numpy(readout.weight).double(), last)
     logits = torch.round(logits).to(torch.int64) + steps_per_image * torch.from_numpy(
-        np.asarray(readout.bias, dtype=np.int64)).view(1, -1)
+        np.asarray(readout.bias, dtype=np.int64)
+    ).view(1, -1)
     return dict(spikes=spikes, logits=logits, build_s=build_s, run_s=run_s, steps=total)
 
 
@@ -97,15 +106,23 @@ def compare(net: LoweredNet, lava: dict[str, Any], fixed: dict[str, Any]) -> dic
     names = [layer.name for layer in net.layers if layer.spiking]
     per_layer = {}
     for name, a, b in zip(names, lava["spikes"], fixed["spikes"]):
-        per_layer[name] = dict(mismatches=int((a != b).sum()), lava_spikes=int(a.sum()),
-                               pytorch_spikes=int(b.sum()), entries=int(a.numel()))
+        per_layer[name] = dict(
+            mismatches=int((a != b).sum()),
+            lava_spikes=int(a.sum()),
+            pytorch_spikes=int(b.sum()),
+            entries=int(a.numel()),
+        )
     agree = (lava["logits"].argmax(1) == fixed["logits"].argmax(1)).double().mean().item()
-    return dict(spike_mismatches=sum(v["mismatches"] for v in per_layer.values()),
-                per_layer=per_layer, prediction_agreement=agree)
+    return dict(
+        spike_mismatches=sum(v["mismatches"] for v in per_layer.values()),
+        per_layer=per_layer,
+        prediction_agreement=agree,
+    )
 
 
-def verify(path: str | Path, net: LoweredNet, model: torch.nn.Module, pixels: torch.Tensor,
-           labels: torch.Tensor) -> dict[str, Any]:
+def verify(
+    path: str | Path, net: LoweredNet, model: torch.nn.Module, pixels: torch.Tensor, labels: torch.Tensor
+) -> dict[str, Any]:
     """Lava vs PyTorch fixed point on these images, plus float and fixed-point accuracies."""
     t0 = time.perf_counter()
     fixed = run_fixed(net, pixels)
@@ -120,16 +137,22 @@ def verify(path: str | Path, net: LoweredNet, model: torch.nn.Module, pixels: to
         fixed_point_accuracy=(fixed["logits"].argmax(1) == labels).double().mean().item(),
         lava_accuracy=(lava["logits"].argmax(1) == labels).double().mean().item(),
         float_fixed_agreement=(float_pred == fixed["logits"].argmax(1)).double().mean().item(),
-        seconds=dict(pytorch_fixed=fixed_s, lava_build=lava["build_s"], lava_run=lava["run_s"],
-                     lava_steps=lava["steps"],
-                     lava_per_image=lava["run_s"] / max(1, len(labels))))
+        seconds=dict(
+            pytorch_fixed=fixed_s,
+            lava_build=lava["build_s"],
+            lava_run=lava["run_s"],
+            lava_steps=lava["steps"],
+            lava_per_image=lava["run_s"] / max(1, len(labels)),
+        ),
+    )
     report["accuracy_drop_pp"] = 100 * (report["float_accuracy"] - report["fixed_point_accuracy"])
     return report
 
 
 @torch.no_grad()
-def fixed_point_accuracy(net: LoweredNet, model: torch.nn.Module, pixels: torch.Tensor,
-                         labels: torch.Tensor, batch_size: int = 500) -> dict[str, float]:
+def fixed_point_accuracy(
+    net: LoweredNet, model: torch.nn.Module, pixels: torch.Tensor, labels: torch.Tensor, batch_size: int = 500
+) -> dict[str, float]:
     """Float vs fixed-point accuracy on many images, PyTorch only (fast).
 
     Lava equals the fixed-point model bit for bit (checked by :func:`verify` on fewer images),
@@ -138,12 +161,17 @@ def fixed_point_accuracy(net: LoweredNet, model: torch.nn.Module, pixels: torch.
     model.eval()
     float_ok = fixed_ok = agree = 0
     for start in range(0, len(labels), batch_size):
-        px, y = pixels[start:start + batch_size], labels[start:start + batch_size]
+        px, y = pixels[start : start + batch_size], labels[start : start + batch_size]
         f = model(px.float() / 255).argmax(1)
         q = run_fixed(net, px)["logits"].argmax(1)
         float_ok += int((f == y).sum())
         fixed_ok += int((q == y).sum())
         agree += int((f == q).sum())
     n = max(1, len(labels))
-    return dict(images=len(labels), float_accuracy=float_ok / n, fixed_point_accuracy=fixed_ok / n,
-                float_fixed_agreement=agree / n, accuracy_drop_pp=100 * (float_ok - fixed_ok) / n)
+    return dict(
+        images=len(labels),
+        float_accuracy=float_ok / n,
+        fixed_point_accuracy=fixed_ok / n,
+        float_fixed_agreement=agree / n,
+        accuracy_drop_pp=100 * (float_ok - fixed_ok) / n,
+    )

@@ -52,8 +52,7 @@ class LavaNetwork:
     scales: list[float] = field(default_factory=list)
 
 
-def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None = None
-          ) -> LavaNetwork:
+def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None = None) -> LavaNetwork:
     """Create the NetX blocks of ``net`` with DLIF neurons, pipelined resets every T steps.
 
     ``reset_offset`` = 1 for a source that starts sending at step 1 (RingBuffer). ``gains``
@@ -69,28 +68,49 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
     for k, layer in enumerate(net.layers):
         shape = lava_order(layer.out_shape)
         if layer.spiking:
-            params = dict(i_decay=_per_neuron(layer.i_decay, shape[-1:]),
-                          v_decay=_per_neuron(layer.v_decay, shape[-1:]),
-                          vth=_per_neuron(layer.vth, shape[-1:]))
+            params = dict(
+                i_decay=_per_neuron(layer.i_decay, shape[-1:]),
+                v_decay=_per_neuron(layer.v_decay, shape[-1:]),
+                vth=_per_neuron(layer.vth, shape[-1:]),
+            )
         else:  # read-out: a non-leaky integrator that never fires
             params = dict(i_decay=4096, v_decay=0, vth=(1 << 17) - 1)
-        neuron_params = dict(neuron_proc=DLIF, bias_key="bias_mant", num_message_bits=0,
-                             reset_interval=steps,
-                             reset_offset=(reset_offset + 1 + k) % steps, **params)
+        neuron_params = dict(
+            neuron_proc=DLIF,
+            bias_key="bias_mant",
+            num_message_bits=0,
+            reset_interval=steps,
+            reset_offset=(reset_offset + 1 + k) % steps,
+            **params,
+        )
         if gains is not None and layer.spiking:
             neuron_params["gain"] = gains[len(neurons)]
         if layer.kind == "conv":
             weight = layer.weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)  # as NetX create_conv
-            block = Conv(input_shape=prev_shape, shape=shape, neuron_params=neuron_params,
-                         weight=weight, stride=np.array(layer.stride[::-1]),
-                         padding=np.array(layer.padding[::-1]), dilation=np.array([1, 1]),
-                         groups=1, input_message_bits=input_bits, bias=_bias(layer, shape))
+            block = Conv(
+                input_shape=prev_shape,
+                shape=shape,
+                neuron_params=neuron_params,
+                weight=weight,
+                stride=np.array(layer.stride[::-1]),
+                padding=np.array(layer.padding[::-1]),
+                dilation=np.array([1, 1]),
+                groups=1,
+                input_message_bits=input_bits,
+                bias=_bias(layer, shape),
+            )
         else:
-            weight, bits, exponent, sign_mode = optimize_weight_bits(
-                layer.weight.astype(np.float64))
-            block = Dense(shape=shape, neuron_params=neuron_params, weight=weight,
-                          num_weight_bits=bits, weight_exponent=exponent, sign_mode=sign_mode,
-                          input_message_bits=input_bits, bias=_bias(layer, shape))
+            weight, bits, exponent, sign_mode = optimize_weight_bits(layer.weight.astype(np.float64))
+            block = Dense(
+                shape=shape,
+                neuron_params=neuron_params,
+                weight=weight,
+                num_weight_bits=bits,
+                weight_exponent=exponent,
+                sign_mode=sign_mode,
+                input_message_bits=input_bits,
+                bias=_bias(layer, shape),
+            )
         if blocks:
             src = blocks[-1].out
             if layer.flatten_before and len(blocks[-1].out.shape) == 3:

@@ -24,22 +24,39 @@ import numpy as np
 def build_parser() -> argparse.ArgumentParser:
     from rssnn.cli_support import OneLineParser
 
-    ap = OneLineParser(prog="python -m lava_procs.run", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(
+        prog="python -m lava_procs.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--net", required=True, help="NetX file from export/to_netx.py")
     ap.add_argument("--data-root", default=None, help="CIFAR folder (default ../shared/data/cifar10)")
     ap.add_argument("--split", choices=("val", "test"), default="val", help="default val")
     ap.add_argument("--limit", type=int, default=20, help="number of images (default 20)")
-    ap.add_argument("--perturb", default="gaussian:8/255",
-                    help="none | gaussian:SIGMA | fgsm:EPS | pgd:EPS:STEPS (default gaussian:8/255)")
-    ap.add_argument("--checkpoint", default=None,
-                    help="source checkpoint (needed for fgsm/pgd; default: the one named in the file)")
+    ap.add_argument(
+        "--perturb",
+        default="gaussian:8/255",
+        help="none | gaussian:SIGMA | fgsm:EPS | pgd:EPS:STEPS (default gaussian:8/255)",
+    )
+    ap.add_argument(
+        "--checkpoint",
+        default=None,
+        help="source checkpoint (needed for fgsm/pgd; default: the one named in the file)",
+    )
     ap.add_argument("--out", default="report.json", help="JSON report (a PNG plot goes beside it)")
-    ap.add_argument("--backend", choices=("auto", "sim", "loihi2"), default="auto",
-                    help="auto: Loihi 2 when lava-loihi and a board are present, else CPU simulation")
+    ap.add_argument(
+        "--backend",
+        choices=("auto", "sim", "loihi2"),
+        default="auto",
+        help="auto: Loihi 2 when lava-loihi and a board are present, else CPU simulation",
+    )
     ap.add_argument("--no-monitor", action="store_true", help="run without the MPPD monitor")
-    ap.add_argument("--watchdog", type=float, default=120.0,
-                    help="seconds without progress before a run is stopped (default 120)")
+    ap.add_argument(
+        "--watchdog",
+        type=float,
+        default=120.0,
+        help="seconds without progress before a run is stopped (default 120)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="noise / attack seed (default 0)")
     return ap
 
@@ -53,8 +70,10 @@ def parse_perturbation(text: str) -> dict[str, Any]:
     kind = parts[0]
     shapes = {"none": 1, "gaussian": 2, "fgsm": 2, "pgd": 3}
     if kind not in shapes or len(parts) != shapes[kind]:
-        raise UserError(f"unknown perturbation '{text}': use none, gaussian:SIGMA, fgsm:EPS or "
-                        "pgd:EPS:STEPS (e.g. gaussian:8/255, pgd:8/255:7)")
+        raise UserError(
+            f"unknown perturbation '{text}': use none, gaussian:SIGMA, fgsm:EPS or "
+            "pgd:EPS:STEPS (e.g. gaussian:8/255, pgd:8/255:7)"
+        )
     try:
         size = parse_fraction(parts[1]) if len(parts) > 1 else 0.0
         steps = int(parts[2]) if kind == "pgd" else 0
@@ -80,11 +99,15 @@ def select_backend(requested: str):
         except Exception:
             hardware = False
     if requested == "loihi2" and not hardware:
-        raise UserError("--backend loihi2 needs Intel's lava-loihi extension and a reachable "
-                        "Loihi 2 board; neither was found (use --backend sim)")
+        raise UserError(
+            "--backend loihi2 needs Intel's lava-loihi extension and a reachable "
+            "Loihi 2 board; neither was found (use --backend sim)"
+        )
     if hardware:  # pragma: no cover - needs a Loihi 2 system
-        raise UserError("lava-loihi found, but rssnn-lava's processes have CPU models only so "
-                        "far (see docs/loihi2.md); use --backend sim")
+        raise UserError(
+            "lava-loihi found, but rssnn-lava's processes have CPU models only so "
+            "far (see docs/loihi2.md); use --backend sim"
+        )
     return "Loihi2SimCfg(fixed_pt)", Loihi2SimCfg(select_tag="fixed_pt")
 
 
@@ -103,8 +126,10 @@ def perturb_images(spec: dict[str, Any], pixels, labels, checkpoint_path: str | 
         adv = perturb.gaussian(x, spec["size"], gen)
     else:
         if not checkpoint_path or not Path(checkpoint_path).is_file():
-            raise UserError(f"--perturb {spec['kind']} crafts adversarial examples on the float "
-                            f"model: pass --checkpoint (not found: {checkpoint_path})")
+            raise UserError(
+                f"--perturb {spec['kind']} crafts adversarial examples on the float "
+                f"model: pass --checkpoint (not found: {checkpoint_path})"
+            )
         ckpt = checkpoint.load(checkpoint_path)
         model = checkpoint.restore_model(ckpt, checkpoint_path).eval()
         if spec["kind"] == "fgsm":
@@ -126,11 +151,11 @@ def pytorch_reference(net, clean, pert) -> dict[str, Any]:
     b = run_fixed(net, pert, record_state=True)
     per_step, true_per_step = [], []
     spiking = [layer for layer in net.layers if layer.spiking]
-    for layer, uc, up, vc, vp in zip(spiking, a["currents"], b["currents"], a["voltages"],
-                                     b["voltages"]):
+    for layer, uc, up, vc, vp in zip(spiking, a["currents"], b["currents"], a["voltages"], b["voltages"]):
         scale = 1.0 / (64.0 * layer.scale)
         leak = (1.0 - torch.from_numpy(layer.v_decay.astype(np.float64)) / 4096.0).view(
-            (-1,) + (1,) * (uc.dim() - 3))
+            (-1,) + (1,) * (uc.dim() - 3)
+        )
         eps = torch.zeros_like(uc[..., 0], dtype=torch.float64)
         steps_mppd, steps_mpp = [], []
         for t in range(uc.shape[-1]):
@@ -140,8 +165,12 @@ def pytorch_reference(net, clean, pert) -> dict[str, Any]:
             steps_mpp.append(dv.pow(2).flatten(1).mean(1).mean().item())
         per_step.append(steps_mppd)
         true_per_step.append(steps_mpp)
-    return dict(pred_clean=a["logits"].argmax(1), pred_pert=b["logits"].argmax(1),
-                mppd_per_step=per_step, mpp_per_step=true_per_step)
+    return dict(
+        pred_clean=a["logits"].argmax(1),
+        pred_pert=b["logits"].argmax(1),
+        mppd_per_step=per_step,
+        mpp_per_step=true_per_step,
+    )
 
 
 def plot_mppd(names: list[str], per_step: list[list[float]], title: str, path: Path) -> None:
@@ -154,8 +183,9 @@ def plot_mppd(names: list[str], per_step: list[list[float]], title: str, path: P
     for name, values in zip(names, per_step):
         ax.plot(range(1, len(values) + 1), values, "o-", label=name)
         ax.set_xticks(range(1, len(values) + 1))
-    ax.set(xlabel="time step in the image window", ylabel="mean eps[t]^2 (on device)",
-           yscale="log", title=title)
+    ax.set(
+        xlabel="time step in the image window", ylabel="mean eps[t]^2 (on device)", yscale="log", title=title
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -177,36 +207,55 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     backend, run_cfg = select_backend(args.backend)
     root = args.data_root or str(data.DEFAULT_DATA_ROOT)
     cfg = json.loads(meta.get("training_config", "{}") or "{}")
-    split = data.load_split(root, meta.get("dataset", "cifar10"), args.split,
-                            val_size=cfg.get("val_size", 5000), seed=cfg.get("seed", 0))
+    split = data.load_split(
+        root,
+        meta.get("dataset", "cifar10"),
+        args.split,
+        val_size=cfg.get("val_size", 5000),
+        seed=cfg.get("seed", 0),
+    )
     n = min(args.limit, len(split))
     clean, labels = split.images[:n], split.labels[:n]
-    pert = perturb_images(spec, clean, labels, args.checkpoint or meta.get("source_checkpoint"),
-                          args.seed)
+    pert = perturb_images(spec, clean, labels, args.checkpoint or meta.get("source_checkpoint"), args.seed)
     reference = pytorch_reference(net, clean, pert)
     graph = runtime.build_pair(net, clean, pert, monitor=not args.no_monitor)
     print(f"running {n} images x 2 copies on {backend}: {graph.total_steps} steps")
-    with tqdm(total=graph.total_steps, desc="lava steps", unit="step",
-              mininterval=0.5 if sys.stderr.isatty() else 30.0) as bar:
+    with tqdm(
+        total=graph.total_steps,
+        desc="lava steps",
+        unit="step",
+        mininterval=0.5 if sys.stderr.isatty() else 30.0,
+    ) as bar:
         result = runtime.run(graph, run_cfg, watchdog_s=args.watchdog, progress=bar)
     pred_clean, pred_pert = result["predictions"]
     names = graph.clean.layer_names
     device_steps = [m["mppd"].tolist() for m in result["monitors"]]
     report = dict(
-        backend=backend, net=str(args.net), split=args.split, n_images=n,
+        backend=backend,
+        net=str(args.net),
+        split=args.split,
+        n_images=n,
         perturbation=args.perturb,
         accuracy_clean=float((pred_clean == labels.numpy()).mean()),
         accuracy_perturbed=float((pred_pert == labels.numpy()).mean()),
-        agreement_with_pytorch=float(np.mean(np.concatenate([
-            pred_clean == reference["pred_clean"].numpy(),
-            pred_pert == reference["pred_pert"].numpy()]))),
+        agreement_with_pytorch=float(
+            np.mean(
+                np.concatenate(
+                    [
+                        pred_clean == reference["pred_clean"].numpy(),
+                        pred_pert == reference["pred_pert"].numpy(),
+                    ]
+                )
+            )
+        ),
         layers=names,
         mppd_per_layer=[float(np.mean(s)) for s in device_steps],
         mppd_per_layer_pytorch=[float(np.mean(s)) for s in reference["mppd_per_step"]],
         mppd_per_step=device_steps,
         true_mpp_per_layer=[float(np.mean(m["mpp"])) for m in result["monitors"]],
         true_mpp_per_layer_pytorch=[float(np.mean(s)) for s in reference["mpp_per_step"]],
-        monitor=not args.no_monitor, steps=result["steps"],
+        monitor=not args.no_monitor,
+        steps=result["steps"],
         seconds_per_image=result["run_s"] / n,
         seconds_per_step=result["run_s"] / result["steps"],
         compile_and_first_chunk_s=result.get("compile_and_first_chunk_s"),
@@ -216,12 +265,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out.write_text(json.dumps(report, indent=2))
     if device_steps:
         plot_mppd(names, device_steps, f"on-device MPPD, {args.perturb}", out.with_suffix(".png"))
-    rel = [abs(a - b) / max(abs(b), 1e-30) for a, b in
-           zip(report["mppd_per_layer"], report["mppd_per_layer_pytorch"])]
-    print(f"{backend}: accuracy clean {report['accuracy_clean']:.3f}, perturbed "
-          f"{report['accuracy_perturbed']:.3f}; agreement with PyTorch fixed point "
-          f"{report['agreement_with_pytorch']:.3f}; MPPD max relative difference to PyTorch "
-          f"{max(rel, default=0):.2e}; {report['seconds_per_image']:.2f} s/image; report {out}")
+    rel = [
+        abs(a - b) / max(abs(b), 1e-30)
+        for a, b in zip(report["mppd_per_layer"], report["mppd_per_layer_pytorch"])
+    ]
+    print(
+        f"{backend}: accuracy clean {report['accuracy_clean']:.3f}, perturbed "
+        f"{report['accuracy_perturbed']:.3f}; agreement with PyTorch fixed point "
+        f"{report['agreement_with_pytorch']:.3f}; MPPD max relative difference to PyTorch "
+        f"{max(rel, default=0):.2e}; {report['seconds_per_image']:.2f} s/image; report {out}"
+    )
     return report
 
 

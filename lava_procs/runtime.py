@@ -53,12 +53,16 @@ class PairGraph:
         return self.num_images * self.net.num_steps + readout_delay
 
 
-def build_pair(net: LoweredNet, clean: torch.Tensor, perturbed: torch.Tensor | None,
-               monitor: bool = True) -> PairGraph:
+def build_pair(
+    net: LoweredNet, clean: torch.Tensor, perturbed: torch.Tensor | None, monitor: bool = True
+) -> PairGraph:
     """Lava graph for N clean (and N perturbed) uint8 images [N, 3, H, W]."""
     n = len(clean)
-    encoder = ImageEncoder(images=to_lava_input(net, clean), num_steps=net.num_steps,
-                           perturbed=None if perturbed is None else to_lava_input(net, perturbed))
+    encoder = ImageEncoder(
+        images=to_lava_input(net, clean),
+        num_steps=net.num_steps,
+        perturbed=None if perturbed is None else to_lava_input(net, perturbed),
+    )
     copies = [build(net)] + ([build(net)] if perturbed is not None else [])
     encoder.s_out.connect(copies[0].inp)
     if perturbed is not None:
@@ -66,22 +70,30 @@ def build_pair(net: LoweredNet, clean: torch.Tensor, perturbed: torch.Tensor | N
     readout = net.layers[-1]
     decoders = []
     for copy in copies:
-        dec = ClassDecoder(num_classes=readout.out_shape[0], num_steps=net.num_steps,
-                           window_start=FIRST_LAYER_DELAY + len(copy.neurons), num_images=n,
-                           bias=readout.bias)
+        dec = ClassDecoder(
+            num_classes=readout.out_shape[0],
+            num_steps=net.num_steps,
+            window_start=FIRST_LAYER_DELAY + len(copy.neurons),
+            num_images=n,
+            bias=readout.bias,
+        )
         copy.readout.synapse.a_out.connect(dec.a_in)
         decoders.append(dec)
     monitors = []
     if monitor and perturbed is not None:
         for k, (nc, npert) in enumerate(zip(copies[0].neurons, copies[1].neurons)):
             mon = MembranePerturbationMonitor(
-                shape=nc.a_in.shape, num_steps=net.num_steps, leak=copies[0].leaks[k],
-                scale=1.0 / (64.0 * copies[0].scales[k]), window_start=FIRST_LAYER_DELAY + k,
-                num_images=n, name=f"monitor:{copies[0].layer_names[k]}")
+                shape=nc.a_in.shape,
+                num_steps=net.num_steps,
+                leak=copies[0].leaks[k],
+                scale=1.0 / (64.0 * copies[0].scales[k]),
+                window_start=FIRST_LAYER_DELAY + k,
+                num_images=n,
+                name=f"monitor:{copies[0].layer_names[k]}",
+            )
             mon.watch(nc, npert)
             monitors.append(mon)
-    return PairGraph(net, n, encoder, copies[0], copies[1] if len(copies) > 1 else None,
-                     decoders, monitors)
+    return PairGraph(net, n, encoder, copies[0], copies[1] if len(copies) > 1 else None, decoders, monitors)
 
 
 def _failed_worker(proc: Any) -> str | None:
@@ -118,8 +130,9 @@ def _terminate_children(timeout: float = 5.0) -> int:
     return len(children)
 
 
-def run_steps(proc: Any, total: int, run_cfg: Any, chunk: int = 32, watchdog_s: float = 120.0,
-              progress=None) -> dict[str, float]:
+def run_steps(
+    proc: Any, total: int, run_cfg: Any, chunk: int = 32, watchdog_s: float = 120.0, progress=None
+) -> dict[str, float]:
     """Run ``total`` steps of the graph holding ``proc`` in chunks, under a watchdog.
 
     On any failure (an error inside Lava, no progress within ``watchdog_s``, Ctrl-C) the
@@ -150,8 +163,10 @@ def run_steps(proc: Any, total: int, run_cfg: Any, chunk: int = 32, watchdog_s: 
                 if failure:
                     raise UserError(f"a Lava process failed at step {done}: {failure}")
             if worker.is_alive():
-                raise UserError(f"Lava made no progress for {watchdog_s:g} s at step {done} of "
-                                f"{total}; run stopped (raise --watchdog if the machine is slow)")
+                raise UserError(
+                    f"Lava made no progress for {watchdog_s:g} s at step {done} of "
+                    f"{total}; run stopped (raise --watchdog if the machine is slow)"
+                )
             if errors:
                 raise errors[0]
             if done == 0:
@@ -166,15 +181,19 @@ def run_steps(proc: Any, total: int, run_cfg: Any, chunk: int = 32, watchdog_s: 
     return timings
 
 
-def run(graph: PairGraph, run_cfg: Any, chunk: int = 32, watchdog_s: float = 120.0,
-        progress=None) -> dict[str, Any]:
+def run(
+    graph: PairGraph, run_cfg: Any, chunk: int = 32, watchdog_s: float = 120.0, progress=None
+) -> dict[str, Any]:
     """Run every step of ``graph``, then read the decoders and monitors; always cleans up."""
     proc = graph.encoder
     try:
         timings = run_steps(proc, graph.total_steps, run_cfg, chunk, watchdog_s, progress)
-        return dict(predictions=[d.predictions.get().astype(int) for d in graph.decoders],
-                    monitors=[m.results() for m in graph.monitors], steps=graph.total_steps,
-                    **timings)
+        return dict(
+            predictions=[d.predictions.get().astype(int) for d in graph.decoders],
+            monitors=[m.results() for m in graph.monitors],
+            steps=graph.total_steps,
+            **timings,
+        )
     finally:
         stop(proc)
 

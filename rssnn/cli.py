@@ -1,11 +1,11 @@
 """``rssnn``: one entry point for the toolkit's commands.
 
-    rssnn train     [flags of train/cifar.py]        train a robust SNN
-    rssnn evaluate  [flags of train/evaluate.py]     attacks, masking checks, MPPD
-    rssnn export    [flags of export/to_netx.py]     NetX HDF5 + bit-exact verification
-    rssnn run       [flags of lava_procs.run]        Lava processes + on-device monitor
-    rssnn demo      [flags of rssnn.demo]            the whole pipeline on a short budget
-    rssnn report    RUN_FOLDER                       summary of a training run
+rssnn train     [flags of train/cifar.py]        train a robust SNN
+rssnn evaluate  [flags of train/evaluate.py]     attacks, masking checks, MPPD
+rssnn export    [flags of export/to_netx.py]     NetX HDF5 + bit-exact verification
+rssnn run       [flags of lava_procs.run]        Lava processes + on-device monitor
+rssnn demo      [flags of rssnn.demo]            the whole pipeline on a short budget
+rssnn report    RUN_FOLDER                       summary of a training run
 """
 
 from __future__ import annotations
@@ -13,8 +13,14 @@ from __future__ import annotations
 import importlib
 import sys
 
-COMMANDS = {"train": "train.cifar", "evaluate": "train.evaluate", "export": "export.to_netx",
-            "run": "lava_procs.run", "demo": "rssnn.demo", "report": "rssnn.report"}
+COMMANDS = {
+    "train": "train.cifar",
+    "evaluate": "train.evaluate",
+    "export": "export.to_netx",
+    "run": "lava_procs.run",
+    "demo": "rssnn.demo",
+    "report": "rssnn.report",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

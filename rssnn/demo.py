@@ -35,8 +35,9 @@ def stage(name: str, args: list[str], done: Path, timings: dict[str, float]) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m rssnn.demo", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m rssnn.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", default="runs/main", help="folder for every output (default runs/main)")
     ap.add_argument("--fresh", action="store_true", help="delete --out and start over")
     ap.add_argument("--data-root", default=None, help="CIFAR-10 folder (default ../shared/data/cifar10)")
@@ -45,28 +46,84 @@ def main(argv: list[str] | None = None) -> int:
     out = (ROOT / args.out).resolve()
     if args.fresh and out.exists():
         shutil.rmtree(out)
-    data = (["--data-root", args.data_root] if args.data_root else [])
+    data = ["--data-root", args.data_root] if args.data_root else []
     timings: dict[str, float] = {}
     try:
-        stage("train", ["train/cifar.py", "--out", str(out / "train"), *data,
-                        *(["--download"] if args.download else []), *TRAIN],
-              out / "train" / "best.pt", timings)
+        stage(
+            "train",
+            [
+                "train/cifar.py",
+                "--out",
+                str(out / "train"),
+                *data,
+                *(["--download"] if args.download else []),
+                *TRAIN,
+            ],
+            out / "train" / "best.pt",
+            timings,
+        )
         ckpt = out / "train" / "best.pt"
-        stage("evaluate", ["train/evaluate.py", "--checkpoint", str(ckpt), *data, "--limit", "200",
-                           "--attacks", ATTACKS, "--out", str(out / "eval" / "results.json"),
-                           "--quiet"], out / "eval" / "results.json", timings)
-        stage("export", ["export/to_netx.py", "--checkpoint", str(ckpt), "--out",
-                         str(out / "model.net"), *data, "--verify", "50", "--verify-report",
-                         str(out / "verify.json")], out / "verify.json", timings)
+        stage(
+            "evaluate",
+            [
+                "train/evaluate.py",
+                "--checkpoint",
+                str(ckpt),
+                *data,
+                "--limit",
+                "200",
+                "--attacks",
+                ATTACKS,
+                "--out",
+                str(out / "eval" / "results.json"),
+                "--quiet",
+            ],
+            out / "eval" / "results.json",
+            timings,
+        )
+        stage(
+            "export",
+            [
+                "export/to_netx.py",
+                "--checkpoint",
+                str(ckpt),
+                "--out",
+                str(out / "model.net"),
+                *data,
+                "--verify",
+                "50",
+                "--verify-report",
+                str(out / "verify.json"),
+            ],
+            out / "verify.json",
+            timings,
+        )
         for pert in ("gaussian:8/255", "fgsm:8/255"):
             kind = pert.split(":")[0]
-            stage(f"lava-{kind}", ["-m", "lava_procs.run", "--net", str(out / "model.net"), *data,
-                                   "--limit", "20", "--perturb", pert, "--checkpoint", str(ckpt),
-                                   "--out", str(out / f"lava-{kind}.json")],
-                  out / f"lava-{kind}.json", timings)
+            stage(
+                f"lava-{kind}",
+                [
+                    "-m",
+                    "lava_procs.run",
+                    "--net",
+                    str(out / "model.net"),
+                    *data,
+                    "--limit",
+                    "20",
+                    "--perturb",
+                    pert,
+                    "--checkpoint",
+                    str(ckpt),
+                    "--out",
+                    str(out / f"lava-{kind}.json"),
+                ],
+                out / f"lava-{kind}.json",
+                timings,
+            )
     except subprocess.CalledProcessError as exc:
-        print(f"error: stage failed with exit status {exc.returncode}; see its message above",
-              file=sys.stderr)
+        print(
+            f"error: stage failed with exit status {exc.returncode}; see its message above", file=sys.stderr
+        )
         return exc.returncode or 1
     print()
     print(summary(out, timings))
@@ -78,30 +135,57 @@ def summary(out: Path, timings: dict[str, float]) -> str:
     ev = json.loads((out / "eval" / "results.json").read_text())
     ver = json.loads((out / "verify.json").read_text())
     lava = {k: json.loads((out / f"lava-{k}.json").read_text()) for k in ("gaussian", "fgsm")}
-    rows = [("training: validation accuracy (clean / Gaussian 8/255)",
-             f"{train['val_acc']:.3f} / {train['val_acc_gn']:.3f}")]
-    rows += [(f"PyTorch {r['attack']} accuracy ({r['n']} val images)", f"{r['accuracy']:.3f}")
-             for r in ev["rows"] if not r["transfer"]]
+    rows = [
+        (
+            "training: validation accuracy (clean / Gaussian 8/255)",
+            f"{train['val_acc']:.3f} / {train['val_acc_gn']:.3f}",
+        )
+    ]
+    rows += [
+        (f"PyTorch {r['attack']} accuracy ({r['n']} val images)", f"{r['accuracy']:.3f}")
+        for r in ev["rows"]
+        if not r["transfer"]
+    ]
     failed = [c["name"] for c in ev["checks"] if not c["passed"]]
     rows.append(("gradient-masking checks", "all pass" if not failed else "FAILED: " + "; ".join(failed)))
-    rows += [("export: spike mismatches Lava vs PyTorch fixed point", str(ver["spike_mismatches"])),
-             ("export: prediction agreement", f"{ver['prediction_agreement']:.3f}"),
-             ("export: accuracy float / fixed point / Lava",
-              f"{ver['float_accuracy']:.3f} / {ver['fixed_point_accuracy']:.3f} / "
-              f"{ver['lava_accuracy']:.3f} ({ver['n_images']} images)"),
-             ("export: accuracy float / fixed point, PyTorch only",
-              f"{ver['quantisation']['float_accuracy']:.3f} / "
-              f"{ver['quantisation']['fixed_point_accuracy']:.3f} "
-              f"({ver['quantisation']['images']} images)")]
+    rows += [
+        ("export: spike mismatches Lava vs PyTorch fixed point", str(ver["spike_mismatches"])),
+        ("export: prediction agreement", f"{ver['prediction_agreement']:.3f}"),
+        (
+            "export: accuracy float / fixed point / Lava",
+            f"{ver['float_accuracy']:.3f} / {ver['fixed_point_accuracy']:.3f} / "
+            f"{ver['lava_accuracy']:.3f} ({ver['n_images']} images)",
+        ),
+        (
+            "export: accuracy float / fixed point, PyTorch only",
+            f"{ver['quantisation']['float_accuracy']:.3f} / "
+            f"{ver['quantisation']['fixed_point_accuracy']:.3f} "
+            f"({ver['quantisation']['images']} images)",
+        ),
+    ]
     for kind, rep in lava.items():
-        rel = max(abs(a - b) / max(abs(b), 1e-30) for a, b in
-                  zip(rep["mppd_per_layer"], rep["mppd_per_layer_pytorch"]))
-        rows.append((f"Lava ({rep['backend']}) {rep['perturbation']}: accuracy clean / perturbed",
-                     f"{rep['accuracy_clean']:.3f} / {rep['accuracy_perturbed']:.3f}"))
-        rows.append((f"Lava {kind}: agreement with PyTorch; MPPD rel. diff (max over layers)",
-                     f"{rep['agreement_with_pytorch']:.3f}; {rel:.1e}"))
-        rows.append((f"Lava {kind}: on-device MPPD, last layer",
-                     f"{rep['mppd_per_layer'][-1]:.4g} ({rep['seconds_per_image']:.2f} s/image)"))
+        rel = max(
+            abs(a - b) / max(abs(b), 1e-30)
+            for a, b in zip(rep["mppd_per_layer"], rep["mppd_per_layer_pytorch"])
+        )
+        rows.append(
+            (
+                f"Lava ({rep['backend']}) {rep['perturbation']}: accuracy clean / perturbed",
+                f"{rep['accuracy_clean']:.3f} / {rep['accuracy_perturbed']:.3f}",
+            )
+        )
+        rows.append(
+            (
+                f"Lava {kind}: agreement with PyTorch; MPPD rel. diff (max over layers)",
+                f"{rep['agreement_with_pytorch']:.3f}; {rel:.1e}",
+            )
+        )
+        rows.append(
+            (
+                f"Lava {kind}: on-device MPPD, last layer",
+                f"{rep['mppd_per_layer'][-1]:.4g} ({rep['seconds_per_image']:.2f} s/image)",
+            )
+        )
     rows += [(f"wall time: {k}", f"{v:.0f} s" if v else "reused") for k, v in timings.items()]
     width = max(len(a) for a, _ in rows)
     lines = ["| " + "result".ljust(width) + " | value |", "|" + "-" * (width + 2) + "|---|"]

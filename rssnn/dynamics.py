@@ -66,8 +66,9 @@ def clip24(x: Any) -> Any:
     return x - (x < -hi) * (x + hi)
 
 
-def cuba_step(u: Any, v: Any, a_in: Any, i_decay: Any, v_decay: Any, vth_mant: Any,
-              bias: Any = 0) -> tuple[Any, Any, Any]:
+def cuba_step(
+    u: Any, v: Any, a_in: Any, i_decay: Any, v_decay: Any, vth_mant: Any, bias: Any = 0
+) -> tuple[Any, Any, Any]:
     """One bit-exact Loihi 2 CUBA-LIF step on int64 arrays/tensors.
 
     Args:

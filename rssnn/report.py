@@ -1,6 +1,6 @@
 """Print the summary of a run folder: accuracies, MS-MPPD, learned dynamics, gain bounds, files.
 
-    python -m rssnn.report runs/main
+python -m rssnn.report runs/main
 """
 
 from __future__ import annotations
@@ -40,9 +40,11 @@ def summarize(run: Path) -> str:
         layer = key.split("/", 1)[1]
         unit = layer.rsplit(".neuron", 1)[0]
         gamma = last.get(f"gamma/{unit}")
-        lines.append(f"| {layer} | {last[key]:.4f} | {last[f'threshold_mean/{layer}']:.4f} | "
-                     f"{gamma:.3g} |" if gamma is not None else
-                     f"| {layer} | {last[key]:.4f} | {last[f'threshold_mean/{layer}']:.4f} | - |")
+        lines.append(
+            f"| {layer} | {last[key]:.4f} | {last[f'threshold_mean/{layer}']:.4f} | " f"{gamma:.3g} |"
+            if gamma is not None
+            else f"| {layer} | {last[key]:.4f} | {last[f'threshold_mean/{layer}']:.4f} | - |"
+        )
     lines += ["", "files:"] + [f"  {p}" for p in sorted(run.iterdir()) if p.is_file()]
     return "\n".join(lines)
 

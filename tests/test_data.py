@@ -31,7 +31,8 @@ def test_real_cifar10_splits_are_disjoint_balanced_and_seeded(cifar_root):
 
 def test_data_root_may_be_the_parent_or_the_batch_folder(cifar_root):
     assert data.resolve_root(cifar_root, "cifar10") == data.resolve_root(
-        cifar_root / "cifar-10-batches-py", "cifar10")
+        cifar_root / "cifar-10-batches-py", "cifar10"
+    )
 
 
 def test_pixels_are_the_official_ones(cifar_root):
@@ -72,15 +73,16 @@ def test_augmentation_crops_flips_and_cuts_out():
     # Every output is a shifted (possibly flipped) window of the zero-padded input.
     padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
     for i in range(16):
-        windows = [padded[i, :, y:y + 32, x:x + 32] for y in range(9) for x in range(9)]
+        windows = [padded[i, :, y : y + 32, x : x + 32] for y in range(9) for x in range(9)]
         assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)
     cut = data.augment(images, torch.Generator().manual_seed(0), cutout=16)
     assert (cut == 0).sum() > (out == 0).sum()
 
 
 def test_batches_give_unit_range_pixels():
-    split = data.Split(torch.full((10, 3, 32, 32), 255, dtype=torch.uint8),
-                       torch.arange(10), [str(i) for i in range(10)])
+    split = data.Split(
+        torch.full((10, 3, 32, 32), 255, dtype=torch.uint8), torch.arange(10), [str(i) for i in range(10)]
+    )
     xs = list(data.batches(split, 4))
     assert [len(y) for _, y in xs] == [4, 4, 2]
     assert xs[0][0].dtype == torch.float32 and xs[0][0].max() == 1.0
@@ -96,8 +98,13 @@ def test_cifar100_layout_is_read_with_fine_labels(tmp_path):
         pickle.dump({b"fine_label_names": names}, fh)
     for split, n in (("train", 1000), ("test", 200)):
         with open(folder / split, "wb") as fh:
-            pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                         b"fine_labels": list(np.arange(n) % 100)}, fh)
+            pickle.dump(
+                {
+                    b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                    b"fine_labels": list(np.arange(n) % 100),
+                },
+                fh,
+            )
     train = data.load_split(tmp_path, "cifar100", "train", val_size=200, seed=0)
     val = data.load_split(folder, "cifar100", "val", val_size=200, seed=0)
     test = data.load_split(tmp_path, "cifar100", "test")

@@ -9,8 +9,9 @@ from train.cifar import build_parser
 
 def test_every_training_flag_is_in_the_cli_reference():
     reference = (ROOT / "docs" / "training.md").read_text()
-    flags = [opt for action in build_parser()._actions for opt in action.option_strings
-             if opt.startswith("--")]
+    flags = [
+        opt for action in build_parser()._actions for opt in action.option_strings if opt.startswith("--")
+    ]
     missing = [f for f in flags if f not in reference]
     assert len(flags) > 30 and not missing, f"undocumented flags: {missing}"
 

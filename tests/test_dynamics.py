@@ -29,8 +29,9 @@ def test_loihi_decay_matches_lava_formula():
     prod = state * (4096 - decay)
     lava = np.sign(prod) * np.right_shift(np.abs(prod), 12)  # PyLifModelBitAcc's expression
     assert np.array_equal(dynamics.loihi_decay(state, decay), lava)
-    assert torch.equal(dynamics.loihi_decay(torch.from_numpy(state), torch.from_numpy(decay)),
-                       torch.from_numpy(lava))
+    assert torch.equal(
+        dynamics.loihi_decay(torch.from_numpy(state), torch.from_numpy(decay)), torch.from_numpy(lava)
+    )
 
 
 def test_wrap_and_clip_at_24_bits():

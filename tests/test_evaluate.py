@@ -69,10 +69,10 @@ def test_our_training_attacks_match_torchattacks(model, batch):
 
 def test_attack_surrogate_width_changes_the_gradient_only_during_the_attack(model, batch):
     x, y = batch
-    a = craft(AttackSpec("fgsm", 8 / 255, 1, text="fgsm"), AttackWrapper(model), x, y,
-              torch.Generator())
-    b = craft(AttackSpec("fgsm", 8 / 255, 1, text="fgsm"), AttackWrapper(model, 0.25), x, y,
-              torch.Generator())
+    a = craft(AttackSpec("fgsm", 8 / 255, 1, text="fgsm"), AttackWrapper(model), x, y, torch.Generator())
+    b = craft(
+        AttackSpec("fgsm", 8 / 255, 1, text="fgsm"), AttackWrapper(model, 0.25), x, y, torch.Generator()
+    )
     assert not torch.equal(a, b)
     assert all(n.config.surrogate_width == 1.0 for n in model.modules() if hasattr(n, "config"))
 
@@ -82,46 +82,89 @@ def test_attack_list_parser():
     assert [s.kind for s in specs] == ["clean", "gn", "fgsm", "pgd", "pgd", "apgd-dlr"]
     assert specs[3].alpha == pytest.approx(2.55 / 255) and specs[3].steps == 7
     assert specs[4].alpha == pytest.approx(2 / 255) and specs[5].steps == 10
-    for bad, msg in [("blur:3", "unknown attack"), ("pgd:8/255", "EPS:STEPS"),
-                     ("fgsm:eight", "malformed"), ("pgd:8/255:0", "steps must be"),
-                     ("gn:-1/255", "budget"), ("", "no attack")]:
+    for bad, msg in [
+        ("blur:3", "unknown attack"),
+        ("pgd:8/255", "EPS:STEPS"),
+        ("fgsm:eight", "malformed"),
+        ("pgd:8/255:0", "steps must be"),
+        ("gn:-1/255", "budget"),
+        ("", "no attack"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             parse_attacks(bad)
 
 
 def test_masking_checks_flag_rising_accuracy():
     def row(attack, kind, eps, steps, acc, transfer=False):
-        return dict(attack=attack, kind=kind, eps=eps, steps=steps, accuracy=acc,
-                    transfer=transfer)
+        return dict(attack=attack, kind=kind, eps=eps, steps=steps, accuracy=acc, transfer=transfer)
 
-    rows = [row("pgd7", "pgd", 8 / 255, 7, 0.30), row("pgd20", "pgd", 8 / 255, 20, 0.40),
-            row("pgd64", "pgd", 64 / 255, 10, 0.20),
-            row("pgd7 (transfer)", "pgd", 8 / 255, 7, 0.10, True)]
+    rows = [
+        row("pgd7", "pgd", 8 / 255, 7, 0.30),
+        row("pgd20", "pgd", 8 / 255, 20, 0.40),
+        row("pgd64", "pgd", 64 / 255, 10, 0.20),
+        row("pgd7 (transfer)", "pgd", 8 / 255, 7, 0.10, True),
+    ]
     checks = {c["name"]: c["passed"] for c in masking_checks(rows, 1000)}
     assert not checks["PGD accuracy does not rise with steps (eps 8/255)"]
     assert not checks["PGD at eps 64/255 drives accuracy near zero"]
     assert not checks["white-box pgd7 at least as strong as transfer"]
-    good = [row("pgd7", "pgd", 8 / 255, 7, 0.30), row("pgd20", "pgd", 8 / 255, 20, 0.25),
-            row("pgd64", "pgd", 64 / 255, 10, 0.0)]
+    good = [
+        row("pgd7", "pgd", 8 / 255, 7, 0.30),
+        row("pgd20", "pgd", 8 / 255, 20, 0.25),
+        row("pgd64", "pgd", 64 / 255, 10, 0.0),
+    ]
     assert all(c["passed"] for c in masking_checks(good, 1000))
 
 
 def test_cli_reports_rows_checks_mppd_and_plots(cifar_root, tmp_path):
     run = tmp_path / "run"
-    res = run_cli("train/cifar.py", "--data-root", str(cifar_root), "--out", str(run),
-                  "--train-limit", "200", "--val-size", "100", "--width", "4", "--epochs", "1",
-                  "--batch-size", "20", "--quiet")
+    res = run_cli(
+        "train/cifar.py",
+        "--data-root",
+        str(cifar_root),
+        "--out",
+        str(run),
+        "--train-limit",
+        "200",
+        "--val-size",
+        "100",
+        "--width",
+        "4",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "20",
+        "--quiet",
+    )
     assert res.returncode == 0, res.stderr
     out = tmp_path / "eval" / "results.json"
-    res = run_cli("train/evaluate.py", "--checkpoint", str(run / "best.pt"), "--data-root",
-                  str(cifar_root), "--limit", "20", "--attacks",
-                  "clean,gn:8/255,fgsm:8/255,pgd:8/255:3,pgd:8/255:6", "--out", str(out),
-                  "--quiet", "--transfer-checkpoint", str(run / "best.pt"))
+    res = run_cli(
+        "train/evaluate.py",
+        "--checkpoint",
+        str(run / "best.pt"),
+        "--data-root",
+        str(cifar_root),
+        "--limit",
+        "20",
+        "--attacks",
+        "clean,gn:8/255,fgsm:8/255,pgd:8/255:3,pgd:8/255:6",
+        "--out",
+        str(out),
+        "--quiet",
+        "--transfer-checkpoint",
+        str(run / "best.pt"),
+    )
     assert res.returncode == 0, res.stderr
     result = json.loads(out.read_text())
     attacks = [r["attack"] for r in result["rows"]]
-    assert attacks[:6] == ["clean", "gn:8/255", "fgsm:8/255", "pgd:8/255:3", "pgd:8/255:6",
-                           "pgd:64/255:10:16/255"]
+    assert attacks[:6] == [
+        "clean",
+        "gn:8/255",
+        "fgsm:8/255",
+        "pgd:8/255:3",
+        "pgd:8/255:6",
+        "pgd:64/255:10:16/255",
+    ]
     assert any(r["transfer"] for r in result["rows"])
     for r in result["rows"]:
         assert {"attack", "eps", "steps", "accuracy", "n"} <= set(r) and r["n"] == 20
@@ -138,7 +181,8 @@ def test_cli_reports_rows_checks_mppd_and_plots(cifar_root, tmp_path):
         (["--checkpoint", str(run / "best.pt"), "--attacks", "pgd:x:7"], "malformed attack"),
         (["--checkpoint", str(run / "metrics.csv")], "corrupt or not"),
     ]:
-        res = run_cli("train/evaluate.py", "--data-root", str(cifar_root), "--out",
-                      str(tmp_path / "x.json"), *args)
+        res = run_cli(
+            "train/evaluate.py", "--data-root", str(cifar_root), "--out", str(tmp_path / "x.json"), *args
+        )
         assert res.returncode == 2 and message in res.stderr, (args, res.stderr)
         assert len(res.stderr.strip().splitlines()) == 1

@@ -51,8 +51,9 @@ def _calibrated(model: torch.nn.Module, pixels: torch.Tensor, per_channel: bool,
 @pytest.mark.parametrize("plan", ["conv", "dense", "pool"])
 def test_roundtrip_is_bit_exact_in_lava(images, tmp_path, plan, per_channel):
     pixels, _, names = images
-    model = _calibrated(SpikingNet(PLANS[plan], 3, neuron=NeuronConfig(per_channel=per_channel)),
-                        pixels, per_channel)
+    model = _calibrated(
+        SpikingNet(PLANS[plan], 3, neuron=NeuronConfig(per_channel=per_channel)), pixels, per_channel
+    )
     net = lowering.lower(model, names)
     path = tmp_path / "tiny.net"
     kind = netx_file.write(path, net, dict(dataset="cifar10"))
@@ -97,8 +98,7 @@ def test_pool_folding_equals_pool_then_synapse():
     torch.testing.assert_close(torch.nn.functional.conv2d(s, w2, None, stride, pad), ref)
     wd = torch.randn(7, 3 * 4 * 4, dtype=torch.float64)
     ref_d = torch.nn.functional.avg_pool2d(s, 2).reshape(2, -1) @ wd.T
-    torch.testing.assert_close(s.reshape(2, -1) @ lowering._fold_pool_into_dense(wd, 3, 4, 4).T,
-                               ref_d)
+    torch.testing.assert_close(s.reshape(2, -1) @ lowering._fold_pool_into_dense(wd, 3, 4, 4).T, ref_d)
 
 
 @pytest.mark.parametrize("plan", ["conv", "pool"])
@@ -108,15 +108,17 @@ def test_lowering_is_exact_up_to_quantisation(images, monkeypatch, plan):
     channel with its border effect, pooling) independently of the 8-bit precision."""
     pixels, _, names = images
     model = _calibrated(SpikingNet(PLANS[plan], 3), pixels, False)
-    for attr, value in (("WEIGHT_MANT_RANGE", (-(2**24), 2**24 - 2)),
-                        ("BIAS_MANT_RANGE", (-(2**30), 2**30)), ("STATE_MAX", 1 << 50),
-                        ("VTH_MANT_RANGE", (1, 2**40))):
+    for attr, value in (
+        ("WEIGHT_MANT_RANGE", (-(2**24), 2**24 - 2)),
+        ("BIAS_MANT_RANGE", (-(2**30), 2**30)),
+        ("STATE_MAX", 1 << 50),
+        ("VTH_MANT_RANGE", (1, 2**40)),
+    ):
         monkeypatch.setattr(dynamics, attr, value)
     net = lowering.lower(model, names)
     fixed = run_fixed(net, pixels)
     outs = []
-    hooks = [n.register_forward_hook(lambda m, i, o: outs.append(o)) for _, n in
-             spiking_layers(model)]
+    hooks = [n.register_forward_hook(lambda m, i, o: outs.append(o)) for _, n in spiking_layers(model)]
     with torch.no_grad():
         float_logits = model(pixels.float() / 255)
     for h in hooks:
@@ -154,8 +156,9 @@ def test_foreign_and_truncated_files_are_rejected(tmp_path, images):
     with pytest.raises(UserError, match="not an rssnn-lava NetX file"):
         netx_file.read(foreign)
     good = tmp_path / "good.net"
-    netx_file.write(good, lowering.lower(_calibrated(build_model("cpu", 2, width=4), pixels,
-                                                     False), names), {})
+    netx_file.write(
+        good, lowering.lower(_calibrated(build_model("cpu", 2, width=4), pixels, False), names), {}
+    )
     truncated = tmp_path / "truncated.net"
     truncated.write_bytes(good.read_bytes()[:2000])
     with pytest.raises(UserError, match="not a readable HDF5 file"):
@@ -166,13 +169,39 @@ def test_foreign_and_truncated_files_are_rejected(tmp_path, images):
 
 def test_cli_exports_verifies_and_reports(cifar_root, tmp_path):
     run = tmp_path / "run"
-    res = run_cli("train/cifar.py", "--data-root", str(cifar_root), "--out", str(run),
-                  "--train-limit", "200", "--val-size", "100", "--width", "4", "--epochs", "1",
-                  "--batch-size", "20", "--quiet")
+    res = run_cli(
+        "train/cifar.py",
+        "--data-root",
+        str(cifar_root),
+        "--out",
+        str(run),
+        "--train-limit",
+        "200",
+        "--val-size",
+        "100",
+        "--width",
+        "4",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "20",
+        "--quiet",
+    )
     assert res.returncode == 0, res.stderr
     out, rep = tmp_path / "m.net", tmp_path / "report.json"
-    res = run_cli("export/to_netx.py", "--checkpoint", str(run / "best.pt"), "--out", str(out),
-                  "--verify", "6", "--data-root", str(cifar_root), "--verify-report", str(rep))
+    res = run_cli(
+        "export/to_netx.py",
+        "--checkpoint",
+        str(run / "best.pt"),
+        "--out",
+        str(out),
+        "--verify",
+        "6",
+        "--data-root",
+        str(cifar_root),
+        "--verify-report",
+        str(rep),
+    )
     assert res.returncode == 0, res.stderr
     report = json.loads(rep.read_text())
     assert report["n_images"] == 6 and report["spike_mismatches"] == 0
@@ -185,8 +214,7 @@ def test_cli_exports_verifies_and_reports(cifar_root, tmp_path):
     assert json.loads(meta["training_config"])["train_limit"] == 200
     # Bad input: one line, exit 2, nothing left behind.
     for args, message in [
-        (["--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "x.net")],
-         "does not exist"),
+        (["--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "x.net")], "does not exist"),
         (["--checkpoint", str(out), "--out", str(tmp_path / "y.net")], "corrupt or not"),
         (["--checkpoint", str(run / "best.pt"), "--out", str(tmp_path)], "is a folder"),
         (["--checkpoint", str(run / "best.pt"), "--out", "/proc/nope/z.net"], "cannot write"),

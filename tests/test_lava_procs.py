@@ -30,8 +30,7 @@ def _run_dlif(shape, a_in, params, steps, reset_interval, tag="fixed_pt", gain=N
     from lava_procs.dlif.process import DLIF
 
     src = Source(data=a_in)
-    neuron = DLIF(shape=shape, reset_interval=reset_interval, reset_offset=1, gain=gain,
-                  **params)
+    neuron = DLIF(shape=shape, reset_interval=reset_interval, reset_offset=1, gain=gain, **params)
     sink = Sink(shape=shape, buffer=steps)
     src.s_out.connect(neuron.a_in)
     neuron.s_out.connect(sink.a_in)
@@ -46,16 +45,25 @@ def test_dlif_process_equals_pytorch_fixed_point_with_per_neuron_parameters():
     rng = np.random.default_rng(0)
     c, steps, window = 5, 12, 4
     a_in = rng.integers(-20, 60, size=(c, steps))
-    params = dict(i_decay=np.array([4096, 4096, 3000, 2048, 4096]),
-                  v_decay=np.array([0, 41, 300, 2048, 4095]),
-                  vth=np.array([40, 60, 30, 25, 10]), bias_mant=np.array([0, 1, -1, 2, 0]))
+    params = dict(
+        i_decay=np.array([4096, 4096, 3000, 2048, 4096]),
+        v_decay=np.array([0, 41, 300, 2048, 4095]),
+        vth=np.array([40, 60, 30, 25, 10]),
+        bias_mant=np.array([0, 1, -1, 2, 0]),
+    )
     lava = _run_dlif((c,), a_in.astype(np.int32), params, steps, window)
     # PyTorch: each reset window is an independent image; window k starts at step 1 + k * 4.
     for k in range(steps // window):
-        seg = torch.from_numpy(a_in[:, k * window:(k + 1) * window]).view(1, c, window)
-        want = loihi_lif_sequence(seg, params["i_decay"], params["v_decay"], params["vth"],
-                                  torch.from_numpy(params["bias_mant"]), window)[0]
-        got = lava[:, k * window:(k + 1) * window].astype(bool)
+        seg = torch.from_numpy(a_in[:, k * window : (k + 1) * window]).view(1, c, window)
+        want = loihi_lif_sequence(
+            seg,
+            params["i_decay"],
+            params["v_decay"],
+            params["vth"],
+            torch.from_numpy(params["bias_mant"]),
+            window,
+        )[0]
+        got = lava[:, k * window : (k + 1) * window].astype(bool)
         assert np.array_equal(got, want.numpy()), k
     assert lava.sum() > 5
 
@@ -64,8 +72,7 @@ def test_dlif_float_model_applies_the_per_step_gain():
     steps = 4
     a_in = np.full((2, steps), 10.0)
     params = dict(i_decay=4096, v_decay=0, vth=12, bias_mant=0)
-    out = _run_dlif((2,), a_in, params, steps, steps, tag="floating_pt",
-                    gain=np.array([1.0, 0.0, 2.0, 1.0]))
+    out = _run_dlif((2,), a_in, params, steps, steps, tag="floating_pt", gain=np.array([1.0, 0.0, 2.0, 1.0]))
     # window starts at step 2 (reset_offset 1): gains apply in order 1, 0, 2, 1 -> v 10, 10, 30
     assert out[0].tolist() == [0.0, 0.0, 1.0, 0.0]
 
@@ -74,8 +81,7 @@ def test_dlif_float_model_applies_the_per_step_gain():
 def tiny_net(cifar_root, tmp_path_factory):
     split = data.load_split(cifar_root, "cifar10", "val", val_size=200, seed=0)
     px = split.images[:64]
-    model = _calibrated(SpikingNet(PLANS["conv"], 3, neuron=NeuronConfig(per_channel=True)), px,
-                        True)
+    model = _calibrated(SpikingNet(PLANS["conv"], 3, neuron=NeuronConfig(per_channel=True)), px, True)
     path = tmp_path_factory.mktemp("net") / "tiny.net"
     netx_file.write(path, lowering.lower(model, split.class_names), {})
     return netx_file.read(path)[0], split
@@ -92,15 +98,14 @@ def test_monitor_equals_pytorch_mppd_and_many_images_match_per_image_runs(tiny_n
     reference = pytorch_reference(net, clean, pert)
     assert result["predictions"][0].tolist() == reference["pred_clean"].tolist()
     assert result["predictions"][1].tolist() == reference["pred_pert"].tolist()
-    for mon, mppd, mpp in zip(result["monitors"], reference["mppd_per_step"],
-                              reference["mpp_per_step"]):
+    for mon, mppd, mpp in zip(result["monitors"], reference["mppd_per_step"], reference["mpp_per_step"]):
         assert mon["images"] == 6
         assert min(mppd) > 0
         np.testing.assert_allclose(mon["mppd"], mppd, rtol=1e-9)
         np.testing.assert_allclose(mon["mpp"], mpp, rtol=1e-9)
     # One image at a time through PyTorch gives the same answers as the pipelined Lava run.
     for i in range(6):
-        alone = pytorch_reference(net, clean[i:i + 1], pert[i:i + 1])
+        alone = pytorch_reference(net, clean[i : i + 1], pert[i : i + 1])
         assert alone["pred_clean"].item() == result["predictions"][0][i]
     assert multiprocessing.active_children() == []
 
@@ -131,12 +136,28 @@ def test_watchdog_stops_a_hung_run():
 @pytest.fixture(scope="module")
 def trained_export(cifar_root, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
-    res = run_cli("train/cifar.py", "--data-root", str(cifar_root), "--out", str(tmp / "run"),
-                  "--train-limit", "300", "--val-size", "100", "--width", "4", "--epochs", "1",
-                  "--batch-size", "20", "--quiet")
+    res = run_cli(
+        "train/cifar.py",
+        "--data-root",
+        str(cifar_root),
+        "--out",
+        str(tmp / "run"),
+        "--train-limit",
+        "300",
+        "--val-size",
+        "100",
+        "--width",
+        "4",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "20",
+        "--quiet",
+    )
     assert res.returncode == 0, res.stderr
-    res = run_cli("export/to_netx.py", "--checkpoint", str(tmp / "run" / "best.pt"), "--out",
-                  str(tmp / "m.net"))
+    res = run_cli(
+        "export/to_netx.py", "--checkpoint", str(tmp / "run" / "best.pt"), "--out", str(tmp / "m.net")
+    )
     assert res.returncode == 0, res.stderr
     return tmp
 
@@ -144,15 +165,26 @@ def trained_export(cifar_root, tmp_path_factory):
 @pytest.mark.parametrize("perturb", ["gaussian:8/255", "fgsm:8/255"])
 def test_runner_end_to_end_on_three_images(cifar_root, trained_export, perturb):
     out = trained_export / f"report-{perturb.split(':')[0]}.json"
-    res = run_cli("-m", "lava_procs.run", "--net", str(trained_export / "m.net"), "--data-root",
-                  str(cifar_root), "--limit", "3", "--perturb", perturb, "--out", str(out))
+    res = run_cli(
+        "-m",
+        "lava_procs.run",
+        "--net",
+        str(trained_export / "m.net"),
+        "--data-root",
+        str(cifar_root),
+        "--limit",
+        "3",
+        "--perturb",
+        perturb,
+        "--out",
+        str(out),
+    )
     assert res.returncode == 0, res.stderr
     report = json.loads(out.read_text())
     assert report["backend"].startswith("Loihi2SimCfg") and report["n_images"] == 3
     assert report["agreement_with_pytorch"] == 1.0
     assert len(report["mppd_per_layer"]) == 6
-    np.testing.assert_allclose(report["mppd_per_layer"], report["mppd_per_layer_pytorch"],
-                               rtol=1e-6)
+    np.testing.assert_allclose(report["mppd_per_layer"], report["mppd_per_layer_pytorch"], rtol=1e-6)
     assert all(v > 0 for v in report["mppd_per_layer"])
     assert out.with_suffix(".png").stat().st_size > 0
     for key in ("accuracy_clean", "accuracy_perturbed", "seconds_per_image"):
@@ -167,12 +199,23 @@ def test_runner_bad_input_fails_with_one_line(cifar_root, trained_export, tmp_pa
         (["--net", str(foreign)], "not a readable HDF5 file"),
         (["--net", net, "--perturb", "blur:3"], "unknown perturbation"),
         (["--net", net, "--perturb", "pgd:8/255:0"], "at least one PGD step"),
-        (["--net", net, "--perturb", "fgsm:8/255", "--checkpoint", str(tmp_path / "no.pt")],
-         "pass --checkpoint"),
+        (
+            ["--net", net, "--perturb", "fgsm:8/255", "--checkpoint", str(tmp_path / "no.pt")],
+            "pass --checkpoint",
+        ),
         (["--net", net, "--backend", "loihi2"], "needs Intel's lava-loihi"),
     ]
     for args, message in cases:
-        res = run_cli("-m", "lava_procs.run", "--data-root", str(cifar_root), "--limit", "2",
-                      "--out", str(tmp_path / "r.json"), *args)
+        res = run_cli(
+            "-m",
+            "lava_procs.run",
+            "--data-root",
+            str(cifar_root),
+            "--limit",
+            "2",
+            "--out",
+            str(tmp_path / "r.json"),
+            *args,
+        )
         assert res.returncode == 2 and message in res.stderr, (args, res.stderr)
         assert len(res.stderr.strip().splitlines()) == 1, res.stderr

@@ -64,11 +64,17 @@ def test_fused_kernel_gradients_equal_autograd(per_channel, detach_reset, consta
     weights = torch.randn(3, c, 4, 5, steps)
     grads = {}
     for backend in ("fused", "torch"):
-        neuron = _layer(c, steps, per_channel, backend, current_leak=0.4,
-                        learn_current_leak=True, detach_reset=detach_reset)
+        neuron = _layer(
+            c,
+            steps,
+            per_channel,
+            backend,
+            current_leak=0.4,
+            learn_current_leak=True,
+            detach_reset=detach_reset,
+        )
         (neuron(x) * weights).sum().backward()
-        grads[backend] = [x.grad.clone(), neuron.leak.grad, neuron.threshold.grad,
-                          neuron.current_leak.grad]
+        grads[backend] = [x.grad.clone(), neuron.leak.grad, neuron.threshold.grad, neuron.current_leak.grad]
         x.grad = None
     for fused, ref in zip(grads["fused"], grads["torch"]):
         assert fused.abs().sum() > 0
@@ -101,14 +107,24 @@ def test_parameter_gradients_match_finite_differences(param):
     steps = 6
     x = torch.randn(2, 3, 4, steps, dtype=torch.float64) * 1.2
     weights = torch.randn(2, 3, 4, steps, dtype=torch.float64)
-    params = dict(leak=torch.tensor([0.9, 0.7, 0.95], dtype=torch.float64).view(3, 1),
-                  threshold=torch.tensor([1.0, 0.8, 1.2], dtype=torch.float64).view(3, 1),
-                  current_leak=torch.tensor([0.2, 0.0, 0.5], dtype=torch.float64).view(3, 1))
+    params = dict(
+        leak=torch.tensor([0.9, 0.7, 0.95], dtype=torch.float64).view(3, 1),
+        threshold=torch.tensor([1.0, 0.8, 1.2], dtype=torch.float64).view(3, 1),
+        current_leak=torch.tensor([0.2, 0.0, 0.5], dtype=torch.float64).view(3, 1),
+    )
 
     def loss(p):
         args = dict(params, **{param: p})
-        s, _ = dlif_reference(x, args["leak"], args["threshold"], args["current_leak"], steps,
-                              1.0, False, spike_fn=_SmoothSpike.apply)
+        s, _ = dlif_reference(
+            x,
+            args["leak"],
+            args["threshold"],
+            args["current_leak"],
+            steps,
+            1.0,
+            False,
+            spike_fn=_SmoothSpike.apply,
+        )
         return (s * weights).sum()
 
     p = params[param].clone().requires_grad_()
@@ -234,6 +250,7 @@ def test_fixed_point_rounding_toward_zero_with_arbitrary_leak():
     u = np.zeros((3, 2), np.int64)
     v = np.zeros((3, 2), np.int64)
     for t in range(steps):
-        u, v, s = dynamics.cuba_step(u, v, a_in[..., t].numpy(), params["iDecay"],
-                                     params["vDecay"], params["vThMant"])
+        u, v, s = dynamics.cuba_step(
+            u, v, a_in[..., t].numpy(), params["iDecay"], params["vDecay"], params["vThMant"]
+        )
         assert np.array_equal(s, fixed[..., t].astype(bool))

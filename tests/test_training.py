@@ -18,8 +18,19 @@ from train import checkpoint, data, mppd
 from train.engine import joint_loss
 from train.models import build_model
 
-TINY = ["--train-limit", "200", "--val-size", "100", "--width", "4", "--timesteps", "2",
-        "--batch-size", "20", "--quiet"]
+TINY = [
+    "--train-limit",
+    "200",
+    "--val-size",
+    "100",
+    "--width",
+    "4",
+    "--timesteps",
+    "2",
+    "--batch-size",
+    "20",
+    "--quiet",
+]
 
 
 @pytest.mark.parametrize("mode", ["gaussian", "fgsm"])
@@ -49,16 +60,23 @@ def test_training_steps_on_real_cifar_lower_the_loss(cifar_root, mode):
 
 
 def _run_train(cifar_root, out, *extra, **kw):
-    return run_cli("train/cifar.py", "--data-root", str(cifar_root), "--out", str(out), *TINY,
-                   *extra, **kw)
+    return run_cli("train/cifar.py", "--data-root", str(cifar_root), "--out", str(out), *TINY, *extra, **kw)
 
 
 def test_cli_writes_config_metrics_checkpoints_and_plots(cifar_root, tmp_path):
     out = tmp_path / "run"
     res = _run_train(cifar_root, out, "--epochs", "2", "--per-channel")
     assert res.returncode == 0, res.stderr
-    for name in ("config.json", "metrics.csv", "metrics.json", "last.pt", "best.pt",
-                 "curves.png", "dynamics.png", "mppd_steps.png"):
+    for name in (
+        "config.json",
+        "metrics.csv",
+        "metrics.json",
+        "last.pt",
+        "best.pt",
+        "curves.png",
+        "dynamics.png",
+        "mppd_steps.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     config = json.loads((out / "config.json").read_text())
     assert config["config"]["sigma"] == pytest.approx(8 / 255)
@@ -82,9 +100,12 @@ def test_resume_after_kill_continues_the_same_run(cifar_root, tmp_path):
     full = _run_train(cifar_root, tmp_path / "full", *args)
     assert full.returncode == 0, full.stderr
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "train/cifar.py", "--data-root", str(cifar_root),
-                             "--out", str(out), *TINY, *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "train/cifar.py", "--data-root", str(cifar_root), "--out", str(out), *TINY, *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if (out / "metrics.csv").exists():  # first epoch done, second under way
@@ -104,13 +125,16 @@ def test_resume_after_kill_continues_the_same_run(cifar_root, tmp_path):
     assert [r["val_acc"] for r in a["history"]] == [r["val_acc"] for r in b["history"]]
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--sigma=-1/255"], "--sigma must be >= 0"),
-    (["--eps", "eight"], "is not a number or a fraction"),
-    (["--leak", "1.5"], "--leak must be in (0, 1]"),
-    (["--timesteps", "0"], "--timesteps must be >= 1"),
-    (["--lr", "1e30", "--epochs", "1"], "loss became nan"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--sigma=-1/255"], "--sigma must be >= 0"),
+        (["--eps", "eight"], "is not a number or a fraction"),
+        (["--leak", "1.5"], "--leak must be in (0, 1]"),
+        (["--timesteps", "0"], "--timesteps must be >= 1"),
+        (["--lr", "1e30", "--epochs", "1"], "loss became nan"),
+    ],
+)
 def test_bad_flags_and_nan_loss_fail_with_one_line(cifar_root, tmp_path, flags, message):
     res = _run_train(cifar_root, tmp_path / "bad", *flags)
     assert res.returncode == 2
@@ -121,8 +145,9 @@ def test_bad_flags_and_nan_loss_fail_with_one_line(cifar_root, tmp_path, flags, 
 
 
 def test_missing_data_fails_with_one_line(tmp_path):
-    res = run_cli("train/cifar.py", "--data-root", str(tmp_path / "nowhere"), "--out",
-                  str(tmp_path / "o"), "--quiet")
+    res = run_cli(
+        "train/cifar.py", "--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--quiet"
+    )
     assert res.returncode == 2 and "no cifar10 data" in res.stderr and "--download" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 

@@ -23,8 +23,10 @@ from train.perturb import parse_fraction
 KINDS = ("clean", "gn", "fgsm", "pgd", "apgd-ce", "apgd-dlr")
 # The reference protocol (method.md §10): eps 8/255; PGD step sizes per step count.
 PGD_ALPHA = {7: 2.55 / 255, 10: 2 / 255, 20: 1 / 255, 40: 0.5 / 255}
-DEFAULT_ATTACKS = ("clean,fgsm:8/255,pgd:8/255:7,pgd:8/255:10,pgd:8/255:20,pgd:8/255:40,"
-                   "apgd-ce:8/255:10,apgd-dlr:8/255:10,gn:4/255,gn:8/255,gn:16/255,gn:32/255")
+DEFAULT_ATTACKS = (
+    "clean,fgsm:8/255,pgd:8/255:7,pgd:8/255:10,pgd:8/255:20,pgd:8/255:40,"
+    "apgd-ce:8/255:10,apgd-dlr:8/255:10,gn:4/255,gn:8/255,gn:16/255,gn:32/255"
+)
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,7 @@ def parse_attacks(text: str) -> list[AttackSpec]:
         parts = item.split(":")
         kind = parts[0].lower()
         if kind not in KINDS:
-            raise ValueError(f"unknown attack '{parts[0]}' in '{item}': use one of "
-                             f"{', '.join(KINDS)}")
+            raise ValueError(f"unknown attack '{parts[0]}' in '{item}': use one of " f"{', '.join(KINDS)}")
         try:
             if kind == "clean":
                 if len(parts) != 1:
@@ -72,8 +73,7 @@ def parse_attacks(text: str) -> list[AttackSpec]:
                 if steps < 1:
                     raise ValueError("steps must be >= 1")
                 # Reference step sizes at eps 8/255, scaled with eps; else 2.5 eps / steps.
-                default = PGD_ALPHA[steps] * eps / (8 / 255) if steps in PGD_ALPHA \
-                    else 2.5 * eps / steps
+                default = PGD_ALPHA[steps] * eps / (8 / 255) if steps in PGD_ALPHA else 2.5 * eps / steps
                 alpha = parse_fraction(parts[3]) if len(parts) == 4 else default
                 specs.append(AttackSpec("pgd", eps, steps, alpha, text=item))
             else:
@@ -126,8 +126,9 @@ def attack_surrogate(model: nn.Module, width: float | None) -> Iterator[None]:
             n.config.surrogate_width = w
 
 
-def craft(spec: AttackSpec, wrapper: AttackWrapper, x: torch.Tensor, y: torch.Tensor,
-          generator: torch.Generator) -> torch.Tensor:
+def craft(
+    spec: AttackSpec, wrapper: AttackWrapper, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
     """Adversarial (or noisy) pixels for one batch; the same seed gives the same result."""
     import torchattacks
 
@@ -140,9 +141,18 @@ def craft(spec: AttackSpec, wrapper: AttackWrapper, x: torch.Tensor, y: torch.Te
     if spec.kind == "fgsm":
         attack = torchattacks.FGSM(wrapper, eps=spec.eps)
     elif spec.kind == "pgd":
-        attack = torchattacks.PGD(wrapper, eps=spec.eps, alpha=spec.alpha, steps=spec.steps,
-                                  random_start=True)
+        attack = torchattacks.PGD(
+            wrapper, eps=spec.eps, alpha=spec.alpha, steps=spec.steps, random_start=True
+        )
     else:
-        attack = torchattacks.APGD(wrapper, norm="Linf", eps=spec.eps, steps=spec.steps,
-                                   n_restarts=1, seed=0, loss=spec.kind.split("-")[1], rho=0.75)
+        attack = torchattacks.APGD(
+            wrapper,
+            norm="Linf",
+            eps=spec.eps,
+            steps=spec.steps,
+            n_restarts=1,
+            seed=0,
+            loss=spec.kind.split("-")[1],
+            rho=0.75,
+        )
     return attack(x, y).detach()

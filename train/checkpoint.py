@@ -60,31 +60,42 @@ def load(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise UserError(f"checkpoint '{path}' is corrupt or not a PyTorch file "
-                        f"({exc.__class__.__name__}); use another checkpoint or start a new run"
-                        ) from exc
+        raise UserError(
+            f"checkpoint '{path}' is corrupt or not a PyTorch file "
+            f"({exc.__class__.__name__}); use another checkpoint or start a new run"
+        ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"'{path}' is not an rssnn-lava checkpoint (written by another program)")
     if ckpt.get("version") != VERSION:
-        raise UserError(f"checkpoint '{path}' has format version {ckpt.get('version')}, "
-                        f"this rssnn-lava reads version {VERSION}")
+        raise UserError(
+            f"checkpoint '{path}' has format version {ckpt.get('version')}, "
+            f"this rssnn-lava reads version {VERSION}"
+        )
     for key in ("model", "state_dict"):
         if key not in ckpt:
             raise UserError(f"checkpoint '{path}' lacks '{key}'; it is truncated or damaged")
     return ckpt
 
 
-def model_spec(name: str, num_steps: int, num_classes: int, dataset: str, width: int,
-               neuron: NeuronConfig) -> dict[str, Any]:
+def model_spec(
+    name: str, num_steps: int, num_classes: int, dataset: str, width: int, neuron: NeuronConfig
+) -> dict[str, Any]:
     """The constructor arguments stored under ``ckpt['model']``."""
-    return dict(name=name, num_steps=num_steps, num_classes=num_classes, dataset=dataset,
-                width=width, neuron=neuron.to_dict())
+    return dict(
+        name=name,
+        num_steps=num_steps,
+        num_classes=num_classes,
+        dataset=dataset,
+        width=width,
+        neuron=neuron.to_dict(),
+    )
 
 
 def build_from_spec(spec: dict[str, Any]) -> nn.Module:
     neuron = NeuronConfig(**spec["neuron"])
-    return build_model(spec["name"], spec["num_steps"], spec["num_classes"], neuron,
-                       spec["dataset"], spec["width"])
+    return build_model(
+        spec["name"], spec["num_steps"], spec["num_classes"], neuron, spec["dataset"], spec["width"]
+    )
 
 
 def restore_model(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> nn.Module:
@@ -94,8 +105,7 @@ def restore_model(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> nn.M
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise UserError(f"checkpoint '{path}' does not match its model description: {first}"
-                        ) from exc
+        raise UserError(f"checkpoint '{path}' does not match its model description: {first}") from exc
     return model
 
 

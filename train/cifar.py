@@ -19,11 +19,29 @@ from typing import Any
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Sized for 2 CPU cores: about 13 minutes of Gaussian + MS-MPPD training (2 passes/batch).
-    "cpu": dict(model="cpu", width=32, timesteps=2, epochs=3, batch_size=64, train_limit=40000,
-                lr=0.1, weight_decay=5e-4, cutout=0),
+    "cpu": dict(
+        model="cpu",
+        width=32,
+        timesteps=2,
+        epochs=3,
+        batch_size=64,
+        train_limit=40000,
+        lr=0.1,
+        weight_decay=5e-4,
+        cutout=0,
+    ),
     # The reference configuration (method.md §9).
-    "paper": dict(model="vgg11", width=32, timesteps=8, epochs=100, batch_size=64,
-                  train_limit=None, lr=0.1, weight_decay=5e-4, cutout=16),
+    "paper": dict(
+        model="vgg11",
+        width=32,
+        timesteps=8,
+        epochs=100,
+        batch_size=64,
+        train_limit=None,
+        lr=0.1,
+        weight_decay=5e-4,
+        cutout=16,
+    ),
 }
 MODES = ("natural", "gaussian", "fgsm", "pgd")
 
@@ -41,51 +59,89 @@ def build_parser() -> argparse.ArgumentParser:
     from rssnn.cli_support import OneLineParser
 
     ap = OneLineParser(
-        prog="python train/cifar.py", description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        prog="python train/cifar.py",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     d = ap.add_argument_group("data")
     d.add_argument("--dataset", choices=("cifar10", "cifar100"), default="cifar10")
-    d.add_argument("--data-root", default=None,
-                   help="folder holding cifar-10-batches-py / cifar-100-python, or that folder "
-                        "itself (default: ../shared/data/cifar10 beside the project)")
+    d.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding cifar-10-batches-py / cifar-100-python, or that folder "
+        "itself (default: ../shared/data/cifar10 beside the project)",
+    )
     d.add_argument("--download", action="store_true", help="download the dataset if missing")
-    d.add_argument("--val-size", type=int, default=5000,
-                   help="class-balanced validation images held out of the training batches")
-    d.add_argument("--train-limit", type=int, default=None,
-                   help="class-balanced subset of N training images (preset default)")
+    d.add_argument(
+        "--val-size",
+        type=int,
+        default=5000,
+        help="class-balanced validation images held out of the training batches",
+    )
+    d.add_argument(
+        "--train-limit",
+        type=int,
+        default=None,
+        help="class-balanced subset of N training images (preset default)",
+    )
     d.add_argument("--cutout", type=int, default=None, help="Cutout hole size in pixels, 0 = off")
     d.add_argument("--no-augment", action="store_true", help="no random crop / flip")
     m = ap.add_argument_group("model")
-    m.add_argument("--preset", choices=tuple(PRESETS), default="cpu",
-                   help="defaults for every flag marked (preset) that is not given")
-    m.add_argument("--model", choices=("cpu", "vgg11", "vgg5", "wrn16"), default=None,
-                   help="architecture (preset)")
+    m.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default="cpu",
+        help="defaults for every flag marked (preset) that is not given",
+    )
+    m.add_argument(
+        "--model", choices=("cpu", "vgg11", "vgg5", "wrn16"), default=None, help="architecture (preset)"
+    )
     m.add_argument("--width", type=int, default=None, help="base width of the cpu model (preset)")
     m.add_argument("--timesteps", type=int, default=None, help="time steps T (preset)")
-    m.add_argument("--neuron", choices=("dlif", "lif"), default="dlif",
-                   help="dlif learns leak and threshold; lif is the fixed vanilla baseline")
-    m.add_argument("--per-channel", action="store_true",
-                   help="one leak and threshold per channel instead of per layer")
+    m.add_argument(
+        "--neuron",
+        choices=("dlif", "lif"),
+        default="dlif",
+        help="dlif learns leak and threshold; lif is the fixed vanilla baseline",
+    )
+    m.add_argument(
+        "--per-channel", action="store_true", help="one leak and threshold per channel instead of per layer"
+    )
     m.add_argument("--leak", type=float, default=0.99, help="initial voltage leak lambda, (0, 1]")
     m.add_argument("--threshold", type=float, default=1.0, help="initial threshold, > 0")
-    m.add_argument("--learn-current-leak", action="store_true",
-                   help="add a learnable current (synaptic) leak, initialised at 0")
-    m.add_argument("--learn-gain", action="store_true",
-                   help="the paper's per-step input gain a[t] (not Loihi-exportable)")
-    m.add_argument("--surrogate-width", type=float, default=1.0,
-                   help="half-width of the triangle surrogate gradient")
+    m.add_argument(
+        "--learn-current-leak",
+        action="store_true",
+        help="add a learnable current (synaptic) leak, initialised at 0",
+    )
+    m.add_argument(
+        "--learn-gain",
+        action="store_true",
+        help="the paper's per-step input gain a[t] (not Loihi-exportable)",
+    )
+    m.add_argument(
+        "--surrogate-width", type=float, default=1.0, help="half-width of the triangle surrogate gradient"
+    )
     o = ap.add_argument_group("objective")
-    o.add_argument("--mode", choices=MODES, default="gaussian",
-                   help="training perturbation for the second CE term and MS-MPPD")
-    o.add_argument("--sigma", type=_fraction, default=8 / 255,
-                   help="Gaussian noise std in pixel units, e.g. 8/255")
+    o.add_argument(
+        "--mode",
+        choices=MODES,
+        default="gaussian",
+        help="training perturbation for the second CE term and MS-MPPD",
+    )
+    o.add_argument(
+        "--sigma", type=_fraction, default=8 / 255, help="Gaussian noise std in pixel units, e.g. 8/255"
+    )
     o.add_argument("--eps", type=_fraction, default=4 / 255, help="FGSM/PGD L-inf budget, e.g. 4/255")
     o.add_argument("--pgd-steps", type=int, default=3, help="PGD steps in pgd mode")
     o.add_argument("--pgd-alpha", type=_fraction, default=None, help="PGD step (default eps/2)")
     o.add_argument("--rho", type=float, default=1.0, help="MS-MPPD weight (0 disables it)")
     o.add_argument("--kappa", type=float, default=0.5, help="weight of the clean CE term")
-    o.add_argument("--mppd-layers", default="last",
-                   help="'last' (reference), 'all', or comma-separated spiking layer names")
+    o.add_argument(
+        "--mppd-layers",
+        default="last",
+        help="'last' (reference), 'all', or comma-separated spiking layer names",
+    )
     t = ap.add_argument_group("optimisation")
     t.add_argument("--epochs", type=int, default=None, help="epochs (preset)")
     t.add_argument("--batch-size", type=int, default=None, help="batch size (preset)")
@@ -93,18 +149,32 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=None, help="SGD learning rate, cosine decay (preset)")
     t.add_argument("--momentum", type=float, default=0.9)
     t.add_argument("--weight-decay", type=float, default=None, help="on weights only (preset)")
-    t.add_argument("--neuron-lr-scale", type=float, default=0.1,
-                   help="learning-rate factor for leaks and thresholds")
-    t.add_argument("--max-minutes", type=float, default=None,
-                   help="stop training after this wall time (checkpoint kept, resumable)")
+    t.add_argument(
+        "--neuron-lr-scale", type=float, default=0.1, help="learning-rate factor for leaks and thresholds"
+    )
+    t.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop training after this wall time (checkpoint kept, resumable)",
+    )
     r = ap.add_argument_group("run")
     r.add_argument("--out", default="runs/cifar", help="run folder")
-    r.add_argument("--resume", nargs="?", const="auto", default=None,
-                   help="continue a run: from --out/last.pt, or from the given checkpoint")
+    r.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        help="continue a run: from --out/last.pt, or from the given checkpoint",
+    )
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    r.add_argument("--checkpoint-every", type=int, default=100,
-                   help="also write last.pt every N batches (0: only at epoch ends)")
+    r.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=100,
+        help="also write last.pt every N batches (0: only at epoch ends)",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     return ap
 
@@ -152,12 +222,21 @@ def _environment() -> dict[str, Any]:
         except PackageNotFoundError:
             versions[pkg] = None
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+                timeout=5,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         commit = None
-    return dict(python=platform.python_version(), machine=platform.machine(),
-                packages=versions, git_commit=commit)
+    return dict(
+        python=platform.python_version(), machine=platform.machine(), packages=versions, git_commit=commit
+    )
 
 
 def run(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -171,22 +250,29 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(cfg["seed"])
     if cfg["device"] == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda but no CUDA device is available; use --device cpu")
-    device = torch.device("cuda" if cfg["device"] in ("auto", "cuda")
-                          and torch.cuda.is_available() else "cpu")
+    device = torch.device(
+        "cuda" if cfg["device"] in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    )
     root = cfg["data_root"] or str(data.DEFAULT_DATA_ROOT)
     if cfg["download"]:
         data.download(root, cfg["dataset"])
-    train_split = data.load_split(root, cfg["dataset"], "train", cfg["val_size"],
-                                  cfg["train_limit"], cfg["seed"])
+    train_split = data.load_split(
+        root, cfg["dataset"], "train", cfg["val_size"], cfg["train_limit"], cfg["seed"]
+    )
     val_split = data.load_split(root, cfg["dataset"], "val", cfg["val_size"], seed=cfg["seed"])
     if len(val_split) == 0:
         raise UserError("--val-size 0 leaves nothing to validate on; use at least 100")
     neuron = (NeuronConfig.lif if cfg["neuron"] == "lif" else NeuronConfig)(
-        leak=cfg["leak"], threshold=cfg["threshold"], per_channel=cfg["per_channel"],
-        learn_current_leak=cfg["learn_current_leak"], learn_gain=cfg["learn_gain"],
-        surrogate_width=cfg["surrogate_width"])
-    spec = checkpoint.model_spec(cfg["model"], cfg["timesteps"], len(train_split.class_names),
-                                 cfg["dataset"], cfg["width"], neuron)
+        leak=cfg["leak"],
+        threshold=cfg["threshold"],
+        per_channel=cfg["per_channel"],
+        learn_current_leak=cfg["learn_current_leak"],
+        learn_gain=cfg["learn_gain"],
+        surrogate_width=cfg["surrogate_width"],
+    )
+    spec = checkpoint.model_spec(
+        cfg["model"], cfg["timesteps"], len(train_split.class_names), cfg["dataset"], cfg["width"], neuron
+    )
     model = checkpoint.build_from_spec(spec)
     trainer = Trainer(cfg, model, train_split, val_split, device, spec)
     out = Path(cfg["out"])
@@ -195,26 +281,43 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         trainer.resume_from(checkpoint.load(path), path)
         print(f"resuming {path}: epoch {trainer.epoch + 1}, batch {trainer.batch_in_epoch}")
     elif (out / "last.pt").exists():
-        raise UserError(f"'{out}' already holds a run; add --resume to continue it or choose "
-                        "another --out")
+        raise UserError(
+            f"'{out}' already holds a run; add --resume to continue it or choose " "another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(
-        dict(config=cfg, model=spec, environment=_environment(), device=str(device),
-             train_images=len(train_split), val_images=len(val_split),
-             stock_netx_exportable=model.stock_netx_exportable()), indent=2, default=str))
-    print(f"training {cfg['model']} ({cfg['neuron']}, T={cfg['timesteps']}) on "
-          f"{len(train_split)} images, {cfg['mode']} mode, rho={cfg['rho']:g}, device {device}")
+    (out / "config.json").write_text(
+        json.dumps(
+            dict(
+                config=cfg,
+                model=spec,
+                environment=_environment(),
+                device=str(device),
+                train_images=len(train_split),
+                val_images=len(val_split),
+                stock_netx_exportable=model.stock_netx_exportable(),
+            ),
+            indent=2,
+            default=str,
+        )
+    )
+    print(
+        f"training {cfg['model']} ({cfg['neuron']}, T={cfg['timesteps']}) on "
+        f"{len(train_split)} images, {cfg['mode']} mode, rho={cfg['rho']:g}, device {device}"
+    )
     t0 = time.monotonic()
     result = trainer.run()
     plots.training_curves(trainer.history, out / "curves.png")
-    plots.learned_dynamics(trainer.model, dict(leak=cfg["leak"], threshold=cfg["threshold"]),
-                           out / "dynamics.png")
+    plots.learned_dynamics(
+        trainer.model, dict(leak=cfg["leak"], threshold=cfg["threshold"]), out / "dynamics.png"
+    )
     last_profile = trainer.mppd_steps[str(trainer.epoch)]
     plots.mppd_over_time(last_profile, cfg["sigma"], out / "mppd_steps.png")
     last = trainer.history[-1]
-    print(f"done in {(time.monotonic() - t0) / 60:.1f} min: val acc {last['val_acc']:.4f} "
-          f"(best {result['best_acc']:.4f}), Gaussian val acc {last['val_acc_gn']:.4f}; "
-          f"run folder {out}")
+    print(
+        f"done in {(time.monotonic() - t0) / 60:.1f} min: val acc {last['val_acc']:.4f} "
+        f"(best {result['best_acc']:.4f}), Gaussian val acc {last['val_acc_gn']:.4f}; "
+        f"run folder {out}"
+    )
     return result
 
 

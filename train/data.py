@@ -22,15 +22,28 @@ import torch
 from rssnn.errors import UserError
 
 DATASETS = {
-    "cifar10": dict(folder="cifar-10-batches-py", train=[f"data_batch_{k}" for k in range(1, 6)],
-                    test=["test_batch"], meta="batches.meta", names_key=b"label_names",
-                    labels_key=b"labels", num_classes=10,
-                    url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-                    md5="c58f30108f718f92721af3b95e74349a"),
-    "cifar100": dict(folder="cifar-100-python", train=["train"], test=["test"], meta="meta",
-                     names_key=b"fine_label_names", labels_key=b"fine_labels", num_classes=100,
-                     url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-                     md5="eb9058c3a382ffc7106e4002c42a8d85"),
+    "cifar10": dict(
+        folder="cifar-10-batches-py",
+        train=[f"data_batch_{k}" for k in range(1, 6)],
+        test=["test_batch"],
+        meta="batches.meta",
+        names_key=b"label_names",
+        labels_key=b"labels",
+        num_classes=10,
+        url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        md5="c58f30108f718f92721af3b95e74349a",
+    ),
+    "cifar100": dict(
+        folder="cifar-100-python",
+        train=["train"],
+        test=["test"],
+        meta="meta",
+        names_key=b"fine_label_names",
+        labels_key=b"fine_labels",
+        num_classes=100,
+        url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        md5="eb9058c3a382ffc7106e4002c42a8d85",
+    ),
 }
 # Normalisation constants of the reference code (method.md §9; applied inside the model).
 NORMALISATION = {
@@ -62,7 +75,8 @@ def resolve_root(data_root: str | Path, dataset: str) -> Path:
     raise UserError(
         f"no {dataset} data in '{root}': expected '{spec['folder']}/{spec['meta']}' there; "
         f"pass --data-root pointing at the folder that holds '{spec['folder']}', "
-        "or add --download to fetch it")
+        "or add --download to fetch it"
+    )
 
 
 def download(data_root: str | Path, dataset: str) -> Path:
@@ -89,8 +103,10 @@ def _read_pickle(path: Path) -> dict:
         with open(path, "rb") as fh:
             obj = pickle.load(fh, encoding="bytes")
     except Exception as exc:
-        raise UserError(f"'{path}' is not a readable CIFAR python batch ({exc.__class__.__name__}); "
-                        "re-download the dataset") from exc
+        raise UserError(
+            f"'{path}' is not a readable CIFAR python batch ({exc.__class__.__name__}); "
+            "re-download the dataset"
+        ) from exc
     if not isinstance(obj, dict):
         raise UserError(f"'{path}' is not a CIFAR python batch (no dict inside)")
     return obj
@@ -102,8 +118,10 @@ def _read_batches(folder: Path, names: list[str], labels_key: bytes, num_classes
         batch = _read_pickle(folder / name)
         data, lab = batch.get(b"data"), batch.get(labels_key)
         if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 or lab is None:
-            raise UserError(f"'{folder / name}' is malformed: expected 'data' of shape (N, 3072) "
-                            f"and '{labels_key.decode()}'; re-download the dataset")
+            raise UserError(
+                f"'{folder / name}' is malformed: expected 'data' of shape (N, 3072) "
+                f"and '{labels_key.decode()}'; re-download the dataset"
+            )
         lab = np.asarray(lab, dtype=np.int64)
         if len(lab) != len(data) or lab.min() < 0 or lab.max() >= num_classes:
             raise UserError(f"'{folder / name}' has labels that do not match its images")
@@ -118,8 +136,9 @@ def class_names(data_root: str | Path, dataset: str) -> list[str]:
     return [n.decode() if isinstance(n, bytes) else str(n) for n in meta[spec["names_key"]]]
 
 
-def balanced_subset(labels: np.ndarray, per_class: int | None, total: int | None,
-                    rng: np.random.Generator) -> np.ndarray:
+def balanced_subset(
+    labels: np.ndarray, per_class: int | None, total: int | None, rng: np.random.Generator
+) -> np.ndarray:
     """Indices of a class-balanced random subset (``per_class`` each, or ``total`` overall)."""
     classes = np.unique(labels)
     if total is not None:
@@ -131,8 +150,14 @@ def balanced_subset(labels: np.ndarray, per_class: int | None, total: int | None
     return np.sort(np.concatenate(chosen))
 
 
-def load_split(data_root: str | Path, dataset: str, split: str, val_size: int = 5000,
-               train_limit: int | None = None, seed: int = 0) -> Split:
+def load_split(
+    data_root: str | Path,
+    dataset: str,
+    split: str,
+    val_size: int = 5000,
+    train_limit: int | None = None,
+    seed: int = 0,
+) -> Split:
     """Load ``train`` (training batches minus validation), ``val`` or ``test``.
 
     The validation part is class balanced and drawn with ``seed``; it never depends on
@@ -144,9 +169,11 @@ def load_split(data_root: str | Path, dataset: str, split: str, val_size: int = 
     if split == "test":
         missing = [n for n in spec["test"] if not (folder / n).is_file()]
         if missing:
-            raise UserError(f"no test split in '{folder}' (missing {', '.join(missing)}): the "
-                            "offline copy has training batches only; use --split val, or "
-                            "--download the full dataset")
+            raise UserError(
+                f"no test split in '{folder}' (missing {', '.join(missing)}): the "
+                "offline copy has training batches only; use --split val, or "
+                "--download the full dataset"
+            )
         x, y = _read_batches(folder, spec["test"], spec["labels_key"], spec["num_classes"])
         return Split(torch.from_numpy(x), torch.from_numpy(y), names)
     if split not in ("train", "val"):
@@ -155,8 +182,7 @@ def load_split(data_root: str | Path, dataset: str, split: str, val_size: int = 
     if not 0 <= val_size < len(y):
         raise UserError(f"--val-size {val_size} must be in [0, {len(y)})")
     rng = np.random.default_rng(seed)
-    val_idx = (balanced_subset(y, None, val_size, rng) if val_size
-               else np.array([], dtype=np.int64))
+    val_idx = balanced_subset(y, None, val_size, rng) if val_size else np.array([], dtype=np.int64)
     if split == "val":
         idx = val_idx
     else:
@@ -177,7 +203,7 @@ def augment(images: torch.Tensor, generator: torch.Generator, cutout: int = 0) -
     flip = torch.rand(n, generator=generator) < 0.5
     out = torch.empty_like(images)
     for i in range(n):
-        crop = padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+        crop = padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
         out[i] = crop.flip(-1) if flip[i] else crop
     if cutout:
         cy = torch.randint(0, h, (n,), generator=generator)
@@ -189,14 +215,18 @@ def augment(images: torch.Tensor, generator: torch.Generator, cutout: int = 0) -
     return out
 
 
-def batches(split: Split, batch_size: int, shuffle: bool = False,
-            generator: torch.Generator | None = None, augmentation: bool = False,
-            cutout: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    split: Split,
+    batch_size: int,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    augmentation: bool = False,
+    cutout: int = 0,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (pixels float [B, 3, 32, 32] in [0, 1], labels [B]) over the split."""
-    order = (torch.randperm(len(split), generator=generator) if shuffle
-             else torch.arange(len(split)))
+    order = torch.randperm(len(split), generator=generator) if shuffle else torch.arange(len(split))
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         imgs = split.images[idx]
         if augmentation:
             imgs = augment(imgs, generator, cutout)

@@ -39,8 +39,9 @@ class BatchLosses:
     correct: int
 
 
-def perturbed_input(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict[str, Any],
-                    gen: torch.Generator) -> torch.Tensor:
+def perturbed_input(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict[str, Any], gen: torch.Generator
+) -> torch.Tensor:
     """The training perturbation of ``cfg['mode']`` (not called in natural mode)."""
     mode = cfg["mode"]
     if mode == "gaussian":
@@ -52,14 +53,19 @@ def perturbed_input(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dic
     raise ValueError(f"unknown mode {mode}")
 
 
-def joint_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict[str, Any],
-               layers: list, gen: torch.Generator) -> tuple[torch.Tensor, BatchLosses]:
+def joint_loss(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: dict[str, Any],
+    layers: list,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, BatchLosses]:
     """The training objective on one batch, and its parts for logging."""
     if cfg["mode"] == "natural":
         logits = model(x)
         ce = nn.functional.cross_entropy(logits, y)
-        return ce, BatchLosses(ce.item(), float("nan"), float("nan"),
-                               int((logits.argmax(1) == y).sum()))
+        return ce, BatchLosses(ce.item(), float("nan"), float("nan"), int((logits.argmax(1) == y).sum()))
     x_pert = perturbed_input(model, x, y, cfg, gen)
     rho = cfg["rho"]
     with mppd.recording(layers if rho > 0 else []):
@@ -68,20 +74,26 @@ def joint_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict[str
         logits_p = model(x_pert)
         reg = x.new_zeros(())
         if rho > 0:
-            terms = [mppd.ms_mppd(c, m.recorded_current, mppd.layer_leak(m))
-                     for c, (_, m) in zip(clean, layers)]
+            terms = [
+                mppd.ms_mppd(c, m.recorded_current, mppd.layer_leak(m)) for c, (_, m) in zip(clean, layers)
+            ]
             reg = torch.stack(terms).mean()
     ce_c = nn.functional.cross_entropy(logits_c, y)
     ce_p = nn.functional.cross_entropy(logits_p, y)
     kappa = cfg["kappa"]
     loss = kappa * ce_c + (1 - kappa) * ce_p + rho * reg
-    return loss, BatchLosses(ce_c.item(), ce_p.item(), reg.item(),
-                             int((logits_c.argmax(1) == y).sum()))
+    return loss, BatchLosses(ce_c.item(), ce_p.item(), reg.item(), int((logits_c.argmax(1) == y).sum()))
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: data.Split, batch_size: int, device: torch.device,
-             sigma: float = 0.0, seed: int = 0) -> float:
+def evaluate(
+    model: nn.Module,
+    split: data.Split,
+    batch_size: int,
+    device: torch.device,
+    sigma: float = 0.0,
+    seed: int = 0,
+) -> float:
     """Accuracy on a split; with ``sigma`` > 0 under clamped Gaussian noise (test-time GN)."""
     model.eval()
     gen = torch.Generator().manual_seed(seed)
@@ -95,8 +107,7 @@ def evaluate(model: nn.Module, split: data.Split, batch_size: int, device: torch
 
 
 @torch.no_grad()
-def mppd_profile(model: nn.Module, x: torch.Tensor, sigma: float, seed: int = 0
-                 ) -> dict[str, list[float]]:
+def mppd_profile(model: nn.Module, x: torch.Tensor, sigma: float, seed: int = 0) -> dict[str, list[float]]:
     """Per-layer mean eps^2 per time step for Gaussian noise ``sigma`` on batch ``x`` (eval mode)."""
     model.eval()
     layers = spiking_layers(model)
@@ -105,8 +116,10 @@ def mppd_profile(model: nn.Module, x: torch.Tensor, sigma: float, seed: int = 0
         model(x)
         clean = [m.recorded_current for _, m in layers]
         model(x_pert)
-        return {name: mppd.mppd_per_step(c, m.recorded_current, mppd.layer_leak(m)).tolist()
-                for c, (name, m) in zip(clean, layers)}
+        return {
+            name: mppd.mppd_per_step(c, m.recorded_current, mppd.layer_leak(m)).tolist()
+            for c, (name, m) in zip(clean, layers)
+        }
 
 
 def neuron_summary(model: nn.Module) -> dict[str, float]:
@@ -142,8 +155,15 @@ def make_optimizer(model: nn.Module, cfg: dict[str, Any], total_steps: int):
 class Trainer:
     """Runs (or resumes) one training run into ``cfg['out']``."""
 
-    def __init__(self, cfg: dict[str, Any], model: nn.Module, train_split: data.Split,
-                 val_split: data.Split, device: torch.device, spec: dict[str, Any]):
+    def __init__(
+        self,
+        cfg: dict[str, Any],
+        model: nn.Module,
+        train_split: data.Split,
+        val_split: data.Split,
+        device: torch.device,
+        spec: dict[str, Any],
+    ):
         self.cfg, self.model, self.device, self.spec = cfg, model.to(device), device, spec
         self.train_split, self.val_split = train_split, val_split
         self.out = Path(cfg["out"])
@@ -154,26 +174,37 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.mppd_steps: dict[str, dict[str, list[float]]] = {}
         self.noise_gen = torch.Generator().manual_seed(cfg["seed"] + 1)
-        self.running = dict(loss=0.0, ce_clean=0.0, ce_pert=0.0, mppd=0.0, correct=0, seen=0,
-                            seconds=0.0)
+        self.running = dict(loss=0.0, ce_clean=0.0, ce_pert=0.0, mppd=0.0, correct=0, seen=0, seconds=0.0)
         self.elapsed = 0.0  # training seconds over all sessions of this run
 
     # -- state -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        return dict(model=self.spec, state_dict=self.model.state_dict(),
-                    optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
-                    epoch=self.epoch, batch_in_epoch=self.batch_in_epoch, best_acc=self.best_acc,
-                    history=self.history, mppd_steps=self.mppd_steps, running=self.running,
-                    elapsed=self.elapsed, noise_rng=self.noise_gen.get_state(),
-                    torch_rng=torch.get_rng_state(), config=self.cfg,
-                    class_names=self.train_split.class_names)
+        return dict(
+            model=self.spec,
+            state_dict=self.model.state_dict(),
+            optimizer=self.opt.state_dict(),
+            scheduler=self.sched.state_dict(),
+            epoch=self.epoch,
+            batch_in_epoch=self.batch_in_epoch,
+            best_acc=self.best_acc,
+            history=self.history,
+            mppd_steps=self.mppd_steps,
+            running=self.running,
+            elapsed=self.elapsed,
+            noise_rng=self.noise_gen.get_state(),
+            torch_rng=torch.get_rng_state(),
+            config=self.cfg,
+            class_names=self.train_split.class_names,
+        )
 
     def resume_from(self, ckpt: dict[str, Any], path: Path) -> None:
         if ckpt["model"] != self.spec:
-            raise UserError(f"checkpoint '{path}' is from another model "
-                            f"({ckpt['model']['name']}, T={ckpt['model']['num_steps']}, "
-                            f"width={ckpt['model']['width']}); resume with the same --model, "
-                            "--timesteps, --width and neuron flags, or use a new --out")
+            raise UserError(
+                f"checkpoint '{path}' is from another model "
+                f"({ckpt['model']['name']}, T={ckpt['model']['num_steps']}, "
+                f"width={ckpt['model']['width']}); resume with the same --model, "
+                "--timesteps, --width and neuron flags, or use a new --out"
+            )
         try:
             self.model.load_state_dict(ckpt["state_dict"])
             self.opt.load_state_dict(ckpt["optimizer"])
@@ -185,8 +216,10 @@ class Trainer:
             self.mppd_steps, self.running = ckpt["mppd_steps"], ckpt["running"]
             self.elapsed = ckpt["elapsed"]
         except (KeyError, ValueError, RuntimeError) as exc:
-            raise UserError(f"checkpoint '{path}' cannot be resumed: it lacks training state "
-                            f"({exc.__class__.__name__}: {str(exc)[:80]})") from exc
+            raise UserError(
+                f"checkpoint '{path}' cannot be resumed: it lacks training state "
+                f"({exc.__class__.__name__}: {str(exc)[:80]})"
+            ) from exc
 
     def save_last(self) -> None:
         checkpoint.save(self.out / "last.pt", self.state())
@@ -198,8 +231,7 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        deadline = (time.monotonic() + 60 * cfg["max_minutes"] - self.elapsed
-                    if cfg["max_minutes"] else None)
+        deadline = time.monotonic() + 60 * cfg["max_minutes"] - self.elapsed if cfg["max_minutes"] else None
         stopped_early = False
         if not (self.out / "last.pt").exists():
             self.save_last()  # a good state to fall back on from the very first batch
@@ -212,12 +244,24 @@ class Trainer:
         cfg, model = self.cfg, self.model
         model.train()
         gen = self.epoch_generator(self.epoch)
-        it = data.batches(self.train_split, cfg["batch_size"], shuffle=True, generator=gen,
-                          augmentation=not cfg["no_augment"], cutout=cfg["cutout"])
-        bar = tqdm(it, total=self.batches_per_epoch, initial=self.batch_in_epoch,
-                   desc=f"epoch {self.epoch + 1}/{cfg['epochs']}", leave=False,
-                   disable=cfg["quiet"], dynamic_ncols=True,
-                   mininterval=0.5 if sys.stderr.isatty() else 30.0)  # keep log files small
+        it = data.batches(
+            self.train_split,
+            cfg["batch_size"],
+            shuffle=True,
+            generator=gen,
+            augmentation=not cfg["no_augment"],
+            cutout=cfg["cutout"],
+        )
+        bar = tqdm(
+            it,
+            total=self.batches_per_epoch,
+            initial=self.batch_in_epoch,
+            desc=f"epoch {self.epoch + 1}/{cfg['epochs']}",
+            leave=False,
+            disable=cfg["quiet"],
+            dynamic_ncols=True,
+            mininterval=0.5 if sys.stderr.isatty() else 30.0,
+        )  # keep log files small
         for b, (x, y) in enumerate(bar):
             if b < self.batch_in_epoch:  # resuming mid-epoch: replay order and augmentation
                 continue
@@ -229,7 +273,8 @@ class Trainer:
                 raise TrainingDiverged(
                     f"loss became {loss.item()} at epoch {self.epoch + 1}, batch {b + 1}; "
                     f"training stopped, the last good checkpoint is '{self.out / 'last.pt'}'; "
-                    "lower --lr or --rho")
+                    "lower --lr or --rho"
+                )
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -246,8 +291,9 @@ class Trainer:
             r["seconds"] += dt
             self.elapsed += dt
             self.batch_in_epoch = b + 1
-            bar.set_postfix(refresh=False, loss=f"{r['loss'] / r['seen']:.3f}",
-                            acc=f"{r['correct'] / r['seen']:.3f}")
+            bar.set_postfix(
+                refresh=False, loss=f"{r['loss'] / r['seen']:.3f}", acc=f"{r['correct'] / r['seen']:.3f}"
+            )
             if cfg["checkpoint_every"] and self.batch_in_epoch % cfg["checkpoint_every"] == 0:
                 self.save_last()
             if deadline is not None and time.monotonic() > deadline:
@@ -260,17 +306,32 @@ class Trainer:
         cfg, r = self.cfg, self.running
         seen = max(1, r["seen"])
         val_acc = evaluate(self.model, self.val_split, cfg["eval_batch_size"], self.device)
-        val_gn = evaluate(self.model, self.val_split, cfg["eval_batch_size"], self.device,
-                          sigma=cfg["sigma"], seed=cfg["seed"])
+        val_gn = evaluate(
+            self.model,
+            self.val_split,
+            cfg["eval_batch_size"],
+            self.device,
+            sigma=cfg["sigma"],
+            seed=cfg["seed"],
+        )
         probe = data.Split(self.val_split.images[:128], self.val_split.labels[:128], [])
         x_probe = next(data.batches(probe, 128))[0].to(self.device)
         self.mppd_steps[str(self.epoch + 1)] = mppd_profile(self.model, x_probe, cfg["sigma"])
         row: dict[str, Any] = dict(
-            epoch=self.epoch + 1, partial_epoch=int(partial), images=r["seen"],
-            lr=self.opt.param_groups[0]["lr"], train_loss=r["loss"] / seen,
-            train_ce_clean=r["ce_clean"] / seen, train_ce_pert=r["ce_pert"] / seen,
-            train_mppd=r["mppd"] / seen, train_acc=r["correct"] / seen, val_acc=val_acc,
-            val_acc_gn=val_gn, epoch_train_s=r["seconds"], elapsed_train_s=self.elapsed)
+            epoch=self.epoch + 1,
+            partial_epoch=int(partial),
+            images=r["seen"],
+            lr=self.opt.param_groups[0]["lr"],
+            train_loss=r["loss"] / seen,
+            train_ce_clean=r["ce_clean"] / seen,
+            train_ce_pert=r["ce_pert"] / seen,
+            train_mppd=r["mppd"] / seen,
+            train_acc=r["correct"] / seen,
+            val_acc=val_acc,
+            val_acc_gn=val_gn,
+            epoch_train_s=r["seconds"],
+            elapsed_train_s=self.elapsed,
+        )
         row.update({f"gamma/{k}": v for k, v in mppd.gain_bounds(self.model).items()})
         row.update(neuron_summary(self.model))
         self.history.append(row)
@@ -284,13 +345,16 @@ class Trainer:
             checkpoint.save(self.out / "best.pt", self.state())
         write_metrics(self.out, self.history, self.mppd_steps)
         if not cfg["quiet"]:
-            tqdm.write(f"epoch {row['epoch']}: loss {row['train_loss']:.3f} train acc "
-                       f"{row['train_acc']:.3f} val acc {val_acc:.4f} (GN {val_gn:.4f}) "
-                       f"MS-MPPD {row['train_mppd']:.4g} [{self.elapsed / 60:.1f} min]")
+            tqdm.write(
+                f"epoch {row['epoch']}: loss {row['train_loss']:.3f} train acc "
+                f"{row['train_acc']:.3f} val acc {val_acc:.4f} (GN {val_gn:.4f}) "
+                f"MS-MPPD {row['train_mppd']:.4g} [{self.elapsed / 60:.1f} min]"
+            )
 
 
-def write_metrics(out: Path, history: list[dict[str, Any]],
-                  mppd_steps: dict[str, dict[str, list[float]]]) -> None:
+def write_metrics(
+    out: Path, history: list[dict[str, Any]], mppd_steps: dict[str, dict[str, list[float]]]
+) -> None:
     """metrics.csv (one row per epoch) and metrics.json, both written atomically."""
     import csv
     import io

@@ -28,22 +28,34 @@ def build_parser() -> argparse.ArgumentParser:
     from rssnn.cli_support import OneLineParser
     from train.attacks import DEFAULT_ATTACKS
 
-    ap = OneLineParser(prog="python train/evaluate.py", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(
+        prog="python train/evaluate.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--checkpoint", required=True, help="checkpoint from train/cifar.py")
     ap.add_argument("--data-root", default=None, help="CIFAR folder (default ../shared/data/cifar10)")
     ap.add_argument("--split", default="val", help="val or test (default val)")
     ap.add_argument("--limit", type=int, default=1000, help="images to evaluate (default 1000)")
-    ap.add_argument("--attacks", default=DEFAULT_ATTACKS,
-                    help="comma-separated list (default: the reference protocol): clean, "
-                         "gn:SIGMA, fgsm:EPS, pgd:EPS:STEPS[:ALPHA], apgd-ce:EPS[:STEPS], "
-                         "apgd-dlr:EPS[:STEPS]")
-    ap.add_argument("--attack-surrogate-width", type=float, default=None,
-                    help="surrogate half-width used by the attacks (default: the model's own)")
-    ap.add_argument("--transfer-checkpoint", default=None,
-                    help="second, independently trained model: adds transfer-attack rows")
-    ap.add_argument("--no-masking-checks", action="store_true",
-                    help="skip the extra PGD eps=64/255 row")
+    ap.add_argument(
+        "--attacks",
+        default=DEFAULT_ATTACKS,
+        help="comma-separated list (default: the reference protocol): clean, "
+        "gn:SIGMA, fgsm:EPS, pgd:EPS:STEPS[:ALPHA], apgd-ce:EPS[:STEPS], "
+        "apgd-dlr:EPS[:STEPS]",
+    )
+    ap.add_argument(
+        "--attack-surrogate-width",
+        type=float,
+        default=None,
+        help="surrogate half-width used by the attacks (default: the model's own)",
+    )
+    ap.add_argument(
+        "--transfer-checkpoint",
+        default=None,
+        help="second, independently trained model: adds transfer-attack rows",
+    )
+    ap.add_argument("--no-masking-checks", action="store_true", help="skip the extra PGD eps=64/255 row")
     ap.add_argument("--batch-size", type=int, default=100, help="images per batch (default 100)")
     ap.add_argument("--seed", type=int, default=0, help="noise and attack seed (default 0)")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -81,8 +93,18 @@ def membrane_perturbation(model, x, x_adv) -> dict[str, tuple[float, float]]:
     return out
 
 
-def evaluate_attacks(model, specs, x_all, y_all, batch_size, seed, surrogate_width=None,
-                     source=None, quiet=False, label_suffix=""):
+def evaluate_attacks(
+    model,
+    specs,
+    x_all,
+    y_all,
+    batch_size,
+    seed,
+    surrogate_width=None,
+    source=None,
+    quiet=False,
+    label_suffix="",
+):
     """Accuracy and membrane perturbation per attack; ``source`` crafts (transfer) if given."""
     import torch
     from tqdm import tqdm
@@ -97,9 +119,14 @@ def evaluate_attacks(model, specs, x_all, y_all, batch_size, seed, surrogate_wid
         correct, n, t0 = 0, 0, time.perf_counter()
         mpp: dict[str, list[float]] = {}
         batches = range(0, len(y_all), batch_size)
-        for start in tqdm(batches, desc=f"{spec.text}{label_suffix}", leave=False,
-                          disable=quiet, mininterval=0.5 if sys.stderr.isatty() else 30.0):
-            x, y = x_all[start:start + batch_size], y_all[start:start + batch_size]
+        for start in tqdm(
+            batches,
+            desc=f"{spec.text}{label_suffix}",
+            leave=False,
+            disable=quiet,
+            mininterval=0.5 if sys.stderr.isatty() else 30.0,
+        ):
+            x, y = x_all[start : start + batch_size], y_all[start : start + batch_size]
             x_adv = craft(spec, crafter, x, y, gen)
             with torch.no_grad():
                 correct += int((target(x_adv).argmax(1) == y).sum())
@@ -109,11 +136,21 @@ def evaluate_attacks(model, specs, x_all, y_all, batch_size, seed, surrogate_wid
                     acc = mpp.setdefault(name, [0.0, 0.0])
                     acc[0] += true * len(y)
                     acc[1] += eps * len(y)
-        rows.append(dict(attack=spec.text + label_suffix, kind=spec.kind, eps=spec.eps,
-                         steps=spec.steps, alpha=spec.alpha, accuracy=correct / n, n=n,
-                         transfer=source is not None, seconds=time.perf_counter() - t0,
-                         mpp_true={k: v[0] / n for k, v in mpp.items()},
-                         mppd={k: v[1] / n for k, v in mpp.items()}))
+        rows.append(
+            dict(
+                attack=spec.text + label_suffix,
+                kind=spec.kind,
+                eps=spec.eps,
+                steps=spec.steps,
+                alpha=spec.alpha,
+                accuracy=correct / n,
+                n=n,
+                transfer=source is not None,
+                seconds=time.perf_counter() - t0,
+                mpp_true={k: v[0] / n for k, v in mpp.items()},
+                mppd={k: v[1] / n for k, v in mpp.items()},
+            )
+        )
     return rows
 
 
@@ -123,30 +160,50 @@ def masking_checks(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     white = [r for r in rows if not r["transfer"]]
     checks = []
     pgd = [r for r in white if r["kind"] == "pgd"]
-    for group, order, label in (("eps", "steps", "steps (eps {:g}/255)"),
-                                ("steps", "eps", "eps ({:g} steps)")):
+    for group, order, label in (
+        ("eps", "steps", "steps (eps {:g}/255)"),
+        ("steps", "eps", "eps ({:g} steps)"),
+    ):
         for value in sorted({r[group] for r in pgd}):
             seq = sorted((r for r in pgd if r[group] == value), key=lambda r: r[order])
             if len(seq) < 2:
                 continue
-            rises = [(a["attack"], b["attack"]) for a, b in zip(seq, seq[1:])
-                     if b["accuracy"] > a["accuracy"] + tol]
+            rises = [
+                (a["attack"], b["attack"])
+                for a, b in zip(seq, seq[1:])
+                if b["accuracy"] > a["accuracy"] + tol
+            ]
             shown = value * 255 if group == "eps" else value
-            checks.append(dict(name="PGD accuracy does not rise with " + label.format(shown),
-                               passed=not rises, detail=f"rises: {rises}" if rises else "monotone"))
+            checks.append(
+                dict(
+                    name="PGD accuracy does not rise with " + label.format(shown),
+                    passed=not rises,
+                    detail=f"rises: {rises}" if rises else "monotone",
+                )
+            )
     big = [r for r in pgd if r["eps"] >= 64 / 255 - 1e-9]
     if big:
         acc = min(r["accuracy"] for r in big)
-        checks.append(dict(name="PGD at eps 64/255 drives accuracy near zero",
-                           passed=acc <= 0.05, detail=f"accuracy {acc:.3f} (limit 0.05)"))
+        checks.append(
+            dict(
+                name="PGD at eps 64/255 drives accuracy near zero",
+                passed=acc <= 0.05,
+                detail=f"accuracy {acc:.3f} (limit 0.05)",
+            )
+        )
     for t in (r for r in rows if r["transfer"]):
-        same = [r for r in white if r["kind"] == t["kind"] and r["eps"] == t["eps"]
-                and r["steps"] == t["steps"]]
+        same = [
+            r for r in white if r["kind"] == t["kind"] and r["eps"] == t["eps"] and r["steps"] == t["steps"]
+        ]
         if same:
             ok = same[0]["accuracy"] <= t["accuracy"] + tol
-            checks.append(dict(name=f"white-box {same[0]['attack']} at least as strong as transfer",
-                               passed=ok, detail=f"white-box {same[0]['accuracy']:.3f}, "
-                                                 f"transfer {t['accuracy']:.3f}"))
+            checks.append(
+                dict(
+                    name=f"white-box {same[0]['attack']} at least as strong as transfer",
+                    passed=ok,
+                    detail=f"white-box {same[0]['accuracy']:.3f}, " f"transfer {t['accuracy']:.3f}",
+                )
+            )
     return checks
 
 
@@ -154,11 +211,12 @@ def markdown_table(rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> 
     lines = ["| attack | eps / sigma | steps | accuracy | n | seconds |", "|---|---|---|---|---|---|"]
     for r in rows:
         budget = f"{r['eps'] * 255:.3g}/255" if r["kind"] != "clean" else "-"
-        lines.append(f"| {r['attack']} | {budget} | {r['steps'] or '-'} | {r['accuracy']:.4f} | "
-                     f"{r['n']} | {r['seconds']:.1f} |")
+        lines.append(
+            f"| {r['attack']} | {budget} | {r['steps'] or '-'} | {r['accuracy']:.4f} | "
+            f"{r['n']} | {r['seconds']:.1f} |"
+        )
     lines += ["", "Gradient-masking checks:", ""]
-    lines += [f"- {'PASS' if c['passed'] else 'WARNING'}: {c['name']} ({c['detail']})"
-              for c in checks]
+    lines += [f"- {'PASS' if c['passed'] else 'WARNING'}: {c['name']} ({c['detail']})" for c in checks]
     return "\n".join(lines) + "\n"
 
 
@@ -170,8 +228,10 @@ def plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
 
     written = []
     white = [r for r in rows if not r["transfer"]]
-    for kind, fname, xlabel in (("pgd", "acc_vs_eps.png", "PGD eps (/255)"),
-                                ("gn", "acc_vs_sigma.png", "Gaussian sigma (/255)")):
+    for kind, fname, xlabel in (
+        ("pgd", "acc_vs_eps.png", "PGD eps (/255)"),
+        ("gn", "acc_vs_sigma.png", "Gaussian sigma (/255)"),
+    ):
         sel = [r for r in white if r["kind"] == kind]
         if not sel:
             continue
@@ -213,8 +273,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         specs = parse_attacks(args.attacks)
         if not args.no_masking_checks:
-            specs += [s for s in parse_attacks(MASKING_CHECK_ATTACK)
-                      if s.text not in {x.text for x in specs}]
+            specs += [s for s in parse_attacks(MASKING_CHECK_ATTACK) if s.text not in {x.text for x in specs}]
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     if args.split not in ("val", "test"):
@@ -225,27 +284,49 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model, ckpt = _load_model(args.checkpoint, device)
     cfg = ckpt.get("config", {})
     root = args.data_root or str(data.DEFAULT_DATA_ROOT)
-    split = data.load_split(root, ckpt["model"]["dataset"], args.split,
-                            val_size=cfg.get("val_size", 5000), seed=cfg.get("seed", 0))
+    split = data.load_split(
+        root,
+        ckpt["model"]["dataset"],
+        args.split,
+        val_size=cfg.get("val_size", 5000),
+        seed=cfg.get("seed", 0),
+    )
     n = min(args.limit, len(split))
     x = split.images[:n].float().div(255).to(device)
     y = split.labels[:n].to(device)
     t0 = time.perf_counter()
-    rows = evaluate_attacks(model, specs, x, y, args.batch_size, args.seed,
-                            args.attack_surrogate_width, quiet=args.quiet)
+    rows = evaluate_attacks(
+        model, specs, x, y, args.batch_size, args.seed, args.attack_surrogate_width, quiet=args.quiet
+    )
     if args.transfer_checkpoint:
         source, _ = _load_model(args.transfer_checkpoint, device)
         transfer_specs = [s for s in specs if s.kind in ("fgsm", "pgd") and s.eps < 64 / 255]
-        rows += evaluate_attacks(model, transfer_specs, x, y, args.batch_size, args.seed,
-                                 args.attack_surrogate_width, source=source, quiet=args.quiet,
-                                 label_suffix=" (transfer)")
+        rows += evaluate_attacks(
+            model,
+            transfer_specs,
+            x,
+            y,
+            args.batch_size,
+            args.seed,
+            args.attack_surrogate_width,
+            source=source,
+            quiet=args.quiet,
+            label_suffix=" (transfer)",
+        )
     checks = masking_checks(rows, n)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = dict(checkpoint=str(args.checkpoint), split=args.split, n=n,
-                  attack_surrogate_width=args.attack_surrogate_width,
-                  transfer_checkpoint=args.transfer_checkpoint, seed=args.seed,
-                  seconds=time.perf_counter() - t0, rows=rows, checks=checks)
+    result = dict(
+        checkpoint=str(args.checkpoint),
+        split=args.split,
+        n=n,
+        attack_surrogate_width=args.attack_surrogate_width,
+        transfer_checkpoint=args.transfer_checkpoint,
+        seed=args.seed,
+        seconds=time.perf_counter() - t0,
+        rows=rows,
+        checks=checks,
+    )
     out.write_text(json.dumps(result, indent=2))
     table = markdown_table(rows, checks)
     out.with_suffix(".md").write_text(table)

@@ -55,8 +55,20 @@ def dlif_forward(x, num_steps, channels, spatial, leak, threshold, current_leak)
 
 
 @numba.njit(**_JIT)
-def dlif_backward(grad_spikes, grad_membrane, membrane, const_input, channels, spatial, leak,
-                  threshold, current_leak, width, detach_reset, need_current_leak_grad):
+def dlif_backward(
+    grad_spikes,
+    grad_membrane,
+    membrane,
+    const_input,
+    channels,
+    spatial,
+    leak,
+    threshold,
+    current_leak,
+    width,
+    detach_reset,
+    need_current_leak_grad,
+):
     """Backward of :func:`dlif_forward` with the triangle surrogate of half-width ``width``.
 
     ``grad_membrane`` is the gradient of the loss w.r.t. the membrane output, or an empty

@@ -41,8 +41,9 @@ class ConvUnit(nn.Module):
     time) yields a [.., 1] current that the neuron repeats over T.
     """
 
-    def __init__(self, cin: int, cout: int, num_steps: int, neuron: NeuronConfig,
-                 kernel: int = 3, stride: int = 1):
+    def __init__(
+        self, cin: int, cout: int, num_steps: int, neuron: NeuronConfig, kernel: int = 3, stride: int = 1
+    ):
         super().__init__()
         self.synapse = slayer.synapse.Conv(cin, cout, kernel, stride=stride, padding=kernel // 2)
         nn.init.kaiming_normal_(self.synapse.weight, mode="fan_out", nonlinearity="relu")
@@ -64,8 +65,7 @@ class DenseUnit(nn.Module):
     from the first step (without it the CPU model's FC layer starts almost silent).
     """
 
-    def __init__(self, fin: int, fout: int, num_steps: int, neuron: NeuronConfig | None,
-                 norm: bool = False):
+    def __init__(self, fin: int, fout: int, num_steps: int, neuron: NeuronConfig | None, norm: bool = False):
         super().__init__()
         self.synapse = slayer.synapse.Dense(fin, fout)
         nn.init.kaiming_uniform_(self.synapse.weight, a=5**0.5)
@@ -109,9 +109,16 @@ class SpikingNet(nn.Module):
     ``num_classes`` is appended.
     """
 
-    def __init__(self, plan: list[tuple], num_steps: int, num_classes: int = 10,
-                 neuron: NeuronConfig | None = None, dataset: str = "cifar10",
-                 in_channels: int = 3, image_size: int = 32):
+    def __init__(
+        self,
+        plan: list[tuple],
+        num_steps: int,
+        num_classes: int = 10,
+        neuron: NeuronConfig | None = None,
+        dataset: str = "cifar10",
+        in_channels: int = 3,
+        image_size: int = 32,
+    ):
         super().__init__()
         from train.data import NORMALISATION
 
@@ -133,8 +140,7 @@ class SpikingNet(nn.Module):
                 layers.append(Flatten())
                 features = c * size * size
             elif kind == "dense":
-                layers.append(DenseUnit(features, entry[1], num_steps, neuron,
-                                        norm="bn" in entry[2:]))
+                layers.append(DenseUnit(features, entry[1], num_steps, neuron, norm="bn" in entry[2:]))
                 features = entry[1]
             else:
                 raise ValueError(f"unknown plan entry {entry}")
@@ -165,15 +171,43 @@ CPU_PLAN_WIDTH = 32
 def cpu_plan(width: int = CPU_PLAN_WIDTH) -> list[tuple]:
     """The CPU default: 4 strided convs, no pooling (trivially NetX-exportable)."""
     w = width
-    return [("conv", w, 1), ("conv", 2 * w, 2), ("conv", 2 * w, 1), ("conv", 4 * w, 2),
-            ("conv", 4 * w, 2), ("flatten",), ("dense", 256, "bn")]
+    return [
+        ("conv", w, 1),
+        ("conv", 2 * w, 2),
+        ("conv", 2 * w, 1),
+        ("conv", 4 * w, 2),
+        ("conv", 4 * w, 2),
+        ("flatten",),
+        ("dense", 256, "bn"),
+    ]
 
 
-VGG11_PLAN = [("conv", 64, 1), ("pool",), ("conv", 128, 1), ("conv", 256, 1), ("pool",),
-              ("conv", 512, 1), ("conv", 512, 1), ("conv", 512, 1), ("pool",),
-              ("conv", 512, 1), ("conv", 512, 1), ("flatten",), ("dense", 4096), ("dense", 4096)]
-VGG5_PLAN = [("conv", 64, 1), ("pool",), ("conv", 128, 1), ("conv", 128, 1), ("pool",),
-             ("flatten",), ("dense", 4096), ("dense", 4096)]
+VGG11_PLAN = [
+    ("conv", 64, 1),
+    ("pool",),
+    ("conv", 128, 1),
+    ("conv", 256, 1),
+    ("pool",),
+    ("conv", 512, 1),
+    ("conv", 512, 1),
+    ("conv", 512, 1),
+    ("pool",),
+    ("conv", 512, 1),
+    ("conv", 512, 1),
+    ("flatten",),
+    ("dense", 4096),
+    ("dense", 4096),
+]
+VGG5_PLAN = [
+    ("conv", 64, 1),
+    ("pool",),
+    ("conv", 128, 1),
+    ("conv", 128, 1),
+    ("pool",),
+    ("flatten",),
+    ("dense", 4096),
+    ("dense", 4096),
+]
 
 
 class PreActBlock(nn.Module):
@@ -191,8 +225,9 @@ class PreActBlock(nn.Module):
         self.norm2 = nn.BatchNorm3d(cout)
         self.neuron2 = DLIF(cout, num_steps, neuron)
         self.conv2 = slayer.synapse.Conv(cout, cout, 3, padding=1)
-        self.shortcut = (slayer.synapse.Conv(cin, cout, 1, stride=stride)
-                         if (cin != cout or stride != 1) else None)
+        self.shortcut = (
+            slayer.synapse.Conv(cin, cout, 1, stride=stride) if (cin != cout or stride != 1) else None
+        )
         self.mix = nn.Parameter(torch.tensor([0.5, 0.5]))
         for conv in (self.conv1, self.conv2, self.shortcut):
             if conv is not None:
@@ -208,8 +243,14 @@ class PreActBlock(nn.Module):
 class WRN16(nn.Module):
     """WRN-16-4 (channels 16, 64, 128, 256) as in the reference code; not stock-NetX exportable."""
 
-    def __init__(self, num_steps: int, num_classes: int = 10, neuron: NeuronConfig | None = None,
-                 dataset: str = "cifar10", widen: int = 4):
+    def __init__(
+        self,
+        num_steps: int,
+        num_classes: int = 10,
+        neuron: NeuronConfig | None = None,
+        dataset: str = "cifar10",
+        widen: int = 4,
+    ):
         super().__init__()
         from train.data import NORMALISATION
 
@@ -220,8 +261,10 @@ class WRN16(nn.Module):
         self.stem = slayer.synapse.Conv(3, widths[0], 3, padding=1)
         blocks, cin = [], widths[0]
         for width, stride in zip(widths[1:], (1, 2, 2)):
-            blocks += [PreActBlock(cin, width, stride, num_steps, neuron),
-                       PreActBlock(width, width, 1, num_steps, neuron)]
+            blocks += [
+                PreActBlock(cin, width, stride, num_steps, neuron),
+                PreActBlock(width, width, 1, num_steps, neuron),
+            ]
             cin = width
         self.blocks = nn.Sequential(*blocks)
         self.norm = nn.BatchNorm3d(cin)
@@ -238,9 +281,14 @@ class WRN16(nn.Module):
         return False, "residual connections are not expressible in stock NetX"
 
 
-def build_model(name: str, num_steps: int, num_classes: int = 10,
-                neuron: NeuronConfig | None = None, dataset: str = "cifar10",
-                width: int = CPU_PLAN_WIDTH) -> nn.Module:
+def build_model(
+    name: str,
+    num_steps: int,
+    num_classes: int = 10,
+    neuron: NeuronConfig | None = None,
+    dataset: str = "cifar10",
+    width: int = CPU_PLAN_WIDTH,
+) -> nn.Module:
     """Construct a model by name; the checkpoint stores exactly these arguments."""
     if name == "cpu":
         return SpikingNet(cpu_plan(width), num_steps, num_classes, neuron, dataset)

@@ -63,15 +63,15 @@ def mppd_sequence(delta_current: torch.Tensor, leak: torch.Tensor) -> torch.Tens
     return torch.stack(out, -1)
 
 
-def ms_mppd(clean_current: torch.Tensor, pert_current: torch.Tensor,
-            leak: torch.Tensor) -> torch.Tensor:
+def ms_mppd(clean_current: torch.Tensor, pert_current: torch.Tensor, leak: torch.Tensor) -> torch.Tensor:
     """MS-MPPD = mean over N, neurons and T of eps^2, clean side detached (the reference)."""
     eps = mppd_sequence(clean_current.detach() - pert_current, leak)
     return eps.pow(2).mean()
 
 
-def mppd_per_step(clean_current: torch.Tensor, pert_current: torch.Tensor,
-                  leak: torch.Tensor) -> torch.Tensor:
+def mppd_per_step(
+    clean_current: torch.Tensor, pert_current: torch.Tensor, leak: torch.Tensor
+) -> torch.Tensor:
     """Mean eps^2 per time step, [T] (for plots and reports)."""
     eps = mppd_sequence(clean_current - pert_current, leak)
     return eps.pow(2).transpose(0, -1).reshape(eps.shape[-1], -1).mean(1)
@@ -89,8 +89,7 @@ def _bn_scale(norm: nn.Module | None) -> torch.Tensor | None:
 
 
 @torch.no_grad()
-def spectral_norm(unit: nn.Module, in_shape: tuple[int, ...], iterations: int = 30,
-                  seed: int = 0) -> float:
+def spectral_norm(unit: nn.Module, in_shape: tuple[int, ...], iterations: int = 30, seed: int = 0) -> float:
     """||W||_2 of the linear map feeding a spiking layer, by power iteration.
 
     For a conv unit the map is conv followed by the inference-mode BatchNorm scale, on an input
@@ -149,8 +148,11 @@ def _unit_input_shapes(model: nn.Module, image_size: int) -> dict[str, tuple[int
     hooks = []
     for name, unit in model.named_modules():
         if isinstance(unit, ConvUnit | DenseUnit):
-            hooks.append(unit.register_forward_hook(
-                lambda mod, inp, out, name=name: shapes.__setitem__(name, tuple(inp[0].shape[1:-1]))))
+            hooks.append(
+                unit.register_forward_hook(
+                    lambda mod, inp, out, name=name: shapes.__setitem__(name, tuple(inp[0].shape[1:-1]))
+                )
+            )
     was_training = model.training
     model.eval()
     try:

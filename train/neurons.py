@@ -50,8 +50,7 @@ class NeuronConfig:
     @classmethod
     def lif(cls, **overrides) -> NeuronConfig:
         """The vanilla LIF baseline: leak 0.99, threshold 1.0, nothing learned."""
-        base = dict(learn_leak=False, learn_threshold=False, learn_gain=False,
-                    learn_current_leak=False)
+        base = dict(learn_leak=False, learn_threshold=False, learn_gain=False, learn_current_leak=False)
         base.update(overrides)
         return cls(**base)
 
@@ -75,10 +74,16 @@ class TriangleSpike(torch.autograd.Function):
         return grad * torch.clamp(w - x.abs(), min=0) / (w * w), None
 
 
-def dlif_reference(x: torch.Tensor, leak: torch.Tensor, threshold: torch.Tensor,
-                   current_leak: torch.Tensor, num_steps: int, width: float,
-                   detach_reset: bool, spike_fn=TriangleSpike.apply
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def dlif_reference(
+    x: torch.Tensor,
+    leak: torch.Tensor,
+    threshold: torch.Tensor,
+    current_leak: torch.Tensor,
+    num_steps: int,
+    width: float,
+    detach_reset: bool,
+    spike_fn=TriangleSpike.apply,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Autograd time loop (any device); the definition the fused kernel is tested against.
 
     ``spike_fn(x, width)`` is the Heaviside with triangle surrogate; tests swap in a smooth
@@ -122,8 +127,19 @@ class _FusedDLIF(torch.autograd.Function):
         membrane_t = torch.from_numpy(membrane).view(out_shape)
         ctx.save_for_backward(membrane_t)
         ctx.set_materialize_grads(False)
-        ctx.params = (lk, th, cl, c, spatial, width, detach_reset, x.shape[-1] == 1,
-                      leak.shape, threshold.shape, current_leak.shape)
+        ctx.params = (
+            lk,
+            th,
+            cl,
+            c,
+            spatial,
+            width,
+            detach_reset,
+            x.shape[-1] == 1,
+            leak.shape,
+            threshold.shape,
+            current_leak.shape,
+        )
         return spikes_t, membrane_t
 
     @staticmethod
@@ -131,29 +147,46 @@ class _FusedDLIF(torch.autograd.Function):
         from train import lif_kernels
 
         (membrane,) = ctx.saved_tensors
-        lk, th, cl, c, spatial, width, detach_reset, const, lk_shape, th_shape, cl_shape = (
-            ctx.params)
+        lk, th, cl, c, spatial, width, detach_reset, const, lk_shape, th_shape, cl_shape = ctx.params
         num_steps = membrane.shape[-1]
         if grad_spikes is None:  # only the membrane output was used
             grad_spikes = torch.zeros_like(membrane)
         gs = grad_spikes.contiguous().reshape(-1, num_steps).numpy()
-        gm = (grad_membrane.contiguous().reshape(-1, num_steps).numpy()
-              if grad_membrane is not None else np.zeros((0, num_steps), np.float32))
+        gm = (
+            grad_membrane.contiguous().reshape(-1, num_steps).numpy()
+            if grad_membrane is not None
+            else np.zeros((0, num_steps), np.float32)
+        )
         m2 = membrane.reshape(-1, num_steps).numpy()
         gx, g_leak, g_th, g_cl = lif_kernels.dlif_backward(
-            gs, gm, m2, const, c, spatial, lk, th, cl, float(width), bool(detach_reset),
-            bool(ctx.needs_input_grad[3]))
+            gs,
+            gm,
+            m2,
+            const,
+            c,
+            spatial,
+            lk,
+            th,
+            cl,
+            float(width),
+            bool(detach_reset),
+            bool(ctx.needs_input_grad[3]),
+        )
         gx_t = torch.from_numpy(gx).view(*membrane.shape[:-1], 1 if const else num_steps)
 
         def per_param(g: np.ndarray, shape: torch.Size) -> torch.Tensor:
             g_c = torch.from_numpy(g).double().view(-1, c, spatial).sum((0, 2)).float()
             return g_c.sum().reshape(shape) if int(np.prod(shape)) == 1 else g_c.reshape(shape)
 
-        return (gx_t,
-                per_param(g_leak, lk_shape) if ctx.needs_input_grad[1] else None,
-                per_param(g_th, th_shape) if ctx.needs_input_grad[2] else None,
-                per_param(g_cl, cl_shape) if ctx.needs_input_grad[3] else None,
-                None, None, None)
+        return (
+            gx_t,
+            per_param(g_leak, lk_shape) if ctx.needs_input_grad[1] else None,
+            per_param(g_th, th_shape) if ctx.needs_input_grad[2] else None,
+            per_param(g_cl, cl_shape) if ctx.needs_input_grad[3] else None,
+            None,
+            None,
+            None,
+        )
 
 
 class DLIF(nn.Module):
@@ -175,10 +208,12 @@ class DLIF(nn.Module):
         self.channels = channels
         n = channels if cfg.per_channel else 1
         self.leak = nn.Parameter(torch.full((n,), float(cfg.leak)), requires_grad=cfg.learn_leak)
-        self.threshold = nn.Parameter(torch.full((n,), float(cfg.threshold)),
-                                      requires_grad=cfg.learn_threshold)
-        self.current_leak = nn.Parameter(torch.full((n,), float(cfg.current_leak)),
-                                         requires_grad=cfg.learn_current_leak)
+        self.threshold = nn.Parameter(
+            torch.full((n,), float(cfg.threshold)), requires_grad=cfg.learn_threshold
+        )
+        self.current_leak = nn.Parameter(
+            torch.full((n,), float(cfg.current_leak)), requires_grad=cfg.learn_current_leak
+        )
         self.gain = nn.Parameter(torch.ones(num_steps)) if cfg.learn_gain else None
         self.record = False
         self.recorded_current: torch.Tensor | None = None
@@ -188,9 +223,11 @@ class DLIF(nn.Module):
     # -- parameters -------------------------------------------------------------------------
     def clamped(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Leak, threshold and current leak clamped to the Loihi-representable ranges."""
-        return (self.leak.clamp(*dynamics.LEAK_RANGE),
-                self.threshold.clamp(*THRESHOLD_RANGE),
-                self.current_leak.clamp(*dynamics.CURRENT_LEAK_RANGE))
+        return (
+            self.leak.clamp(*dynamics.LEAK_RANGE),
+            self.threshold.clamp(*THRESHOLD_RANGE),
+            self.current_leak.clamp(*dynamics.CURRENT_LEAK_RANGE),
+        )
 
     @torch.no_grad()
     def constrain_(self) -> None:
@@ -205,15 +242,18 @@ class DLIF(nn.Module):
             return False
         fused_ok = x.device.type == "cpu" and x.dtype == torch.float32
         if backend == "fused" and not fused_ok:
-            raise ValueError("the fused DLIF kernel runs on float32 CPU tensors only; "
-                             "use backend='torch' or 'auto'")
+            raise ValueError(
+                "the fused DLIF kernel runs on float32 CPU tensors only; " "use backend='torch' or 'auto'"
+            )
         return fused_ok
 
     # -- float forward ----------------------------------------------------------------------
     def forward(self, current: torch.Tensor) -> torch.Tensor:
         if current.shape[1] != self.channels:
-            raise ValueError(f"DLIF expects {self.channels} channels at dim 1, "
-                             f"got input of shape {tuple(current.shape)}")
+            raise ValueError(
+                f"DLIF expects {self.channels} channels at dim 1, "
+                f"got input of shape {tuple(current.shape)}"
+            )
         leak, threshold, current_leak = self.clamped()
         x = current
         if self.gain is not None:
@@ -221,13 +261,25 @@ class DLIF(nn.Module):
         spatial_dims = x.dim() - 3
         view = (-1,) + (1,) * spatial_dims  # [C, 1, ...] broadcasts over [N, C, *S]
         if self._use_fused(x):
-            spikes, membrane = _FusedDLIF.apply(x, leak, threshold, current_leak,
-                                                self.num_steps, self.config.surrogate_width,
-                                                self.config.detach_reset)
+            spikes, membrane = _FusedDLIF.apply(
+                x,
+                leak,
+                threshold,
+                current_leak,
+                self.num_steps,
+                self.config.surrogate_width,
+                self.config.detach_reset,
+            )
         else:
             spikes, membrane = dlif_reference(
-                x, leak.view(view), threshold.view(view), current_leak.view(view),
-                self.num_steps, self.config.surrogate_width, self.config.detach_reset)
+                x,
+                leak.view(view),
+                threshold.view(view),
+                current_leak.view(view),
+                self.num_steps,
+                self.config.surrogate_width,
+                self.config.detach_reset,
+            )
         if self.record:
             self.recorded_current = current.expand(*current.shape[:-1], self.num_steps)
             self.recorded_membrane = membrane
@@ -241,25 +293,34 @@ class DLIF(nn.Module):
         becomes ``round(threshold / weight_step)``; a value outside 17 bits raises ValueError.
         """
         if self.gain is not None:
-            raise ValueError("the per-step input gain a[t] has no Loihi mapping "
-                             "(Loihi weights are time-invariant); train without --learn-gain "
-                             "to export")
-        leak, threshold, current_leak = (p.detach().double().expand(self.channels).numpy()
-                                         for p in self.clamped())
+            raise ValueError(
+                "the per-step input gain a[t] has no Loihi mapping "
+                "(Loihi weights are time-invariant); train without --learn-gain "
+                "to export"
+            )
+        leak, threshold, current_leak = (
+            p.detach().double().expand(self.channels).numpy() for p in self.clamped()
+        )
         v_decay = np.rint(dynamics.leak_to_v_decay(leak)).astype(np.int64)
         i_decay = np.rint((1.0 - current_leak) * dynamics.DECAY_UNITY).astype(np.int64)
         vth = np.rint(threshold / weight_step).astype(np.int64)
         lo, hi = dynamics.VTH_MANT_RANGE
         if vth.min() < lo or vth.max() > hi:
-            raise ValueError(f"threshold mantissa {vth.min()}..{vth.max()} outside Loihi's "
-                             f"{lo}..{hi} for weight step {weight_step:g}; choose another "
-                             "weight exponent")
-        return {"iDecay": np.clip(i_decay, *dynamics.I_DECAY_RANGE),
-                "vDecay": np.clip(v_decay, *dynamics.V_DECAY_RANGE), "vThMant": vth}
+            raise ValueError(
+                f"threshold mantissa {vth.min()}..{vth.max()} outside Loihi's "
+                f"{lo}..{hi} for weight step {weight_step:g}; choose another "
+                "weight exponent"
+            )
+        return {
+            "iDecay": np.clip(i_decay, *dynamics.I_DECAY_RANGE),
+            "vDecay": np.clip(v_decay, *dynamics.V_DECAY_RANGE),
+            "vThMant": vth,
+        }
 
     @torch.no_grad()
-    def forward_fixed(self, a_in: torch.Tensor, params: dict[str, np.ndarray],
-                      bias: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_fixed(
+        self, a_in: torch.Tensor, params: dict[str, np.ndarray], bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Bit-exact Loihi 2 forward on integer synaptic input.
 
         Args:
@@ -269,13 +330,15 @@ class DLIF(nn.Module):
         Returns:
             spikes [N, C, *S, T] as float32 {0, 1}.
         """
-        return loihi_lif_sequence(a_in, params["iDecay"], params["vDecay"], params["vThMant"],
-                                  bias, self.num_steps).float()
+        return loihi_lif_sequence(
+            a_in, params["iDecay"], params["vDecay"], params["vThMant"], bias, self.num_steps
+        ).float()
 
 
 @torch.no_grad()
-def loihi_lif_sequence(a_in: torch.Tensor, i_decay, v_decay, vth, bias, num_steps: int,
-                       record_state: bool = False):
+def loihi_lif_sequence(
+    a_in: torch.Tensor, i_decay, v_decay, vth, bias, num_steps: int, record_state: bool = False
+):
     """Run Loihi 2 CUBA-LIF over time on integer synaptic input (the fixed-point mode).
 
     Args:

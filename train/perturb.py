@@ -50,8 +50,14 @@ def _in_eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
-         generator: torch.Generator | None = None, jitter: float = 0.001) -> torch.Tensor:
+def fgsm(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    generator: torch.Generator | None = None,
+    jitter: float = 0.001,
+) -> torch.Tensor:
     """RFGSM as in the reference: x0 = x + jitter * N(0, I); x~ = clip(x0 + eps * sign(grad))."""
     with _in_eval_mode(model):
         x0 = gaussian(x, jitter, generator)
@@ -59,9 +65,16 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     return adv.clamp(0, 1).detach()
 
 
-def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
-        alpha: float, generator: torch.Generator | None = None,
-        random_start: bool = True) -> torch.Tensor:
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    steps: int,
+    alpha: float,
+    generator: torch.Generator | None = None,
+    random_start: bool = True,
+) -> torch.Tensor:
     """L-inf PGD (uniform random start by default), projected onto the eps-ball and [0, 1]."""
     with _in_eval_mode(model):
         adv = x

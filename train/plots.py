@@ -39,12 +39,10 @@ def learned_dynamics(model: nn.Module, initial: dict[str, float], path: Path) ->
     layers = spiking_layers(model)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, key in zip(axes, ("leak", "threshold")):
-        values = [m.clamped()[0 if key == "leak" else 1].detach().cpu().numpy()
-                  for _, m in layers]
+        values = [m.clamped()[0 if key == "leak" else 1].detach().cpu().numpy() for _, m in layers]
         ax.boxplot(values, showfliers=True)
         ax.axhline(initial[key], color="grey", ls="--", lw=1, label=f"initial {initial[key]:g}")
-        ax.set_xticks(range(1, len(layers) + 1), [n for n, _ in layers], rotation=45,
-                      ha="right", fontsize=7)
+        ax.set_xticks(range(1, len(layers) + 1), [n for n, _ in layers], rotation=45, ha="right", fontsize=7)
         ax.set(title=f"learned {key} per layer", ylabel=key)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -58,8 +56,12 @@ def mppd_over_time(profile: dict[str, list[float]], sigma: float, path: Path) ->
     for name, values in profile.items():
         ax.plot(range(1, len(values) + 1), values, "o-", label=name)
         ax.set_xticks(range(1, len(values) + 1))
-    ax.set(xlabel="time step t", ylabel="mean eps[t]^2", yscale="log",
-           title=f"reset-free MPPD per layer (Gaussian sigma {sigma * 255:.3g}/255)")
+    ax.set(
+        xlabel="time step t",
+        ylabel="mean eps[t]^2",
+        yscale="log",
+        title=f"reset-free MPPD per layer (Gaussian sigma {sigma * 255:.3g}/255)",
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -17,8 +17,7 @@ from rssnn import dynamics
 class _ResetMixin:
     def _reset_due(self) -> bool:
         interval = self.proc_params["reset_interval"]
-        return bool(interval) and self.time_step % interval == \
-            self.proc_params["reset_offset"] % interval
+        return bool(interval) and self.time_step % interval == self.proc_params["reset_offset"] % interval
 
     def _step_index(self) -> int:
         """Index of the current step inside its reset window (for the per-step gain)."""
@@ -50,12 +49,19 @@ class PyDLIFModelFixed(_ResetMixin, PyLoihiProcessModel):
             self.u[:] = 0
             self.v[:] = 0
         if not np.all(self.gain == 1.0):
-            raise ValueError("the per-step input gain has no fixed-point (Loihi) mapping; "
-                             "run with select_tag='floating_pt'")
+            raise ValueError(
+                "the per-step input gain has no fixed-point (Loihi) mapping; "
+                "run with select_tag='floating_pt'"
+            )
         u, v, s = dynamics.cuba_step(
-            self.u.astype(np.int64), self.v.astype(np.int64), a_in,
-            self.i_decay.astype(np.int64), self.v_decay.astype(np.int64),
-            self.vth.astype(np.int64), self.bias_mant.astype(np.int64) << dynamics.NETX_BIAS_EXP)
+            self.u.astype(np.int64),
+            self.v.astype(np.int64),
+            a_in,
+            self.i_decay.astype(np.int64),
+            self.v_decay.astype(np.int64),
+            self.vth.astype(np.int64),
+            self.bias_mant.astype(np.int64) << dynamics.NETX_BIAS_EXP,
+        )
         self.u[:] = u
         self.v[:] = v
         self.s_out.send(s.astype(np.int32))

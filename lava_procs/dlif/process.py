@@ -41,11 +41,21 @@ class DLIF(AbstractProcess):
         num_message_bits: accepted for NetX block compatibility (binary spikes out).
     """
 
-    def __init__(self, *, shape: tuple[int, ...], i_decay=4096, v_decay=0, vth=1, bias_mant=0,
-                 reset_interval: int = 0, reset_offset: int = 0, gain=None,
-                 num_message_bits: int = 0, name: str | None = None) -> None:
-        super().__init__(shape=shape, reset_interval=reset_interval, reset_offset=reset_offset,
-                         name=name)
+    def __init__(
+        self,
+        *,
+        shape: tuple[int, ...],
+        i_decay=4096,
+        v_decay=0,
+        vth=1,
+        bias_mant=0,
+        reset_interval: int = 0,
+        reset_offset: int = 0,
+        gain=None,
+        num_message_bits: int = 0,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(shape=shape, reset_interval=reset_interval, reset_offset=reset_offset, name=name)
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
         self.u = Var(shape=shape, init=0)
@@ -55,6 +65,7 @@ class DLIF(AbstractProcess):
         self.vth = Var(shape=shape, init=_full(vth, shape))
         self.bias_mant = Var(shape=shape, init=_full(bias_mant, shape))
         steps = max(1, reset_interval)
-        self.gain = Var(shape=(steps,), init=np.ones(steps) if gain is None
-                        else np.asarray(gain, dtype=float))
+        self.gain = Var(
+            shape=(steps,), init=np.ones(steps) if gain is None else np.asarray(gain, dtype=float)
+        )
         self.proc_params["num_message_bits"] = num_message_bits

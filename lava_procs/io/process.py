@@ -25,8 +25,14 @@ class ImageEncoder(AbstractProcess):
     Ports ``s_out`` (clean) and ``s_out_pert``; leave ``s_out_pert`` unconnected for one copy.
     """
 
-    def __init__(self, *, images: np.ndarray, num_steps: int, perturbed: np.ndarray | None = None,
-                 name: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        images: np.ndarray,
+        num_steps: int,
+        perturbed: np.ndarray | None = None,
+        name: str | None = None,
+    ) -> None:
         images = np.asarray(images)
         perturbed = images if perturbed is None else np.asarray(perturbed)
         if perturbed.shape != images.shape:
@@ -43,20 +49,28 @@ class ImageEncoder(AbstractProcess):
 
 class ClassDecoder(AbstractProcess):
     """Args:
-        num_classes: read-out size.
-        num_steps: T.
-        window_start: 1-based time step at which the read-out's input for image 0 arrives.
-        num_images: images to decode.
-        bias: integer read-out bias per class, added T times (as the neuron would).
+    num_classes: read-out size.
+    num_steps: T.
+    window_start: 1-based time step at which the read-out's input for image 0 arrives.
+    num_images: images to decode.
+    bias: integer read-out bias per class, added T times (as the neuron would).
     """
 
-    def __init__(self, *, num_classes: int, num_steps: int, window_start: int, num_images: int,
-                 bias: np.ndarray | None = None, name: str | None = None) -> None:
-        super().__init__(num_steps=num_steps, window_start=window_start, num_images=num_images,
-                         name=name)
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        num_steps: int,
+        window_start: int,
+        num_images: int,
+        bias: np.ndarray | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(num_steps=num_steps, window_start=window_start, num_images=num_images, name=name)
         self.a_in = InPort(shape=(num_classes,))
-        self.bias = Var(shape=(num_classes,), init=np.zeros(num_classes, np.int64)
-                        if bias is None else np.asarray(bias, dtype=np.int64))
-        self.logits = Var(shape=(num_images, num_classes),
-                          init=np.zeros((num_images, num_classes), np.int64))
+        self.bias = Var(
+            shape=(num_classes,),
+            init=np.zeros(num_classes, np.int64) if bias is None else np.asarray(bias, dtype=np.int64),
+        )
+        self.logits = Var(shape=(num_images, num_classes), init=np.zeros((num_images, num_classes), np.int64))
         self.predictions = Var(shape=(num_images,), init=np.full(num_images, -1, np.int32))

@@ -41,9 +41,9 @@ class _MonitorBase(PyLoihiProcessModel):
             self._eps = np.zeros(u_c.shape)
         delta = (u_c.astype(np.float64) - u_p.astype(np.float64)) * scale
         self._eps = dynamics.mppd_step(self._eps, self.leak, delta)
-        self.mppd_sum[tau] += float(np.mean(self._eps ** 2))
+        self.mppd_sum[tau] += float(np.mean(self._eps**2))
         dv = (v_c.astype(np.float64) - v_p.astype(np.float64)) * scale
-        self.mpp_sum[tau] += float(np.mean(dv ** 2))
+        self.mpp_sum[tau] += float(np.mean(dv**2))
         if tau == steps - 1:
             self.images[0] += 1
 

@@ -25,19 +25,33 @@ from lava.magma.core.process.variable import Var
 
 class MembranePerturbationMonitor(AbstractProcess):
     """Args:
-        shape: the layer's neuron shape (Lava order).
-        num_steps: T, the image window length.
-        leak: per-neuron leak (1 - vDecay/4096), the MPPD recursion's lambda.
-        scale: float current units per integer state unit (1 / (64 k)).
-        window_start: the time step (1-based) at which this layer starts image 0.
-        num_images: images to accumulate (later steps are ignored).
+    shape: the layer's neuron shape (Lava order).
+    num_steps: T, the image window length.
+    leak: per-neuron leak (1 - vDecay/4096), the MPPD recursion's lambda.
+    scale: float current units per integer state unit (1 / (64 k)).
+    window_start: the time step (1-based) at which this layer starts image 0.
+    num_images: images to accumulate (later steps are ignored).
     """
 
-    def __init__(self, *, shape: tuple[int, ...], num_steps: int, leak: np.ndarray,
-                 scale: float, window_start: int, num_images: int,
-                 name: str | None = None) -> None:
-        super().__init__(shape=shape, num_steps=num_steps, scale=scale,
-                         window_start=window_start, num_images=num_images, name=name)
+    def __init__(
+        self,
+        *,
+        shape: tuple[int, ...],
+        num_steps: int,
+        leak: np.ndarray,
+        scale: float,
+        window_start: int,
+        num_images: int,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(
+            shape=shape,
+            num_steps=num_steps,
+            scale=scale,
+            window_start=window_start,
+            num_images=num_images,
+            name=name,
+        )
         self.u_clean = RefPort(shape=shape)
         self.u_pert = RefPort(shape=shape)
         self.v_clean = RefPort(shape=shape)
@@ -57,5 +71,4 @@ class MembranePerturbationMonitor(AbstractProcess):
     def results(self) -> dict[str, np.ndarray]:
         """Per-step means over the images seen: ``mppd`` and ``mpp`` (T,) and ``images``."""
         n = int(self.images.get()[0])
-        return dict(images=n, mppd=self.mppd_sum.get() / max(n, 1),
-                    mpp=self.mpp_sum.get() / max(n, 1))
+        return dict(images=n, mppd=self.mppd_sum.get() / max(n, 1), mpp=self.mpp_sum.get() / max(n, 1))
