@@ -25,3 +25,16 @@ def run_cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProce
     return subprocess.run(
         [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kw
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(cifar_root, tmp_path_factory) -> Path:
+    """One real (tiny) training run shared by the CLI tests of evaluate, export and lava_procs."""
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    res = run_cli(
+        "train/cifar.py", "--data-root", str(cifar_root), "--out", str(run),
+        "--train-limit", "200", "--val-size", "100", "--width", "4", "--epochs", "1",
+        "--batch-size", "20", "--quiet",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    return run

@@ -116,27 +116,8 @@ def test_masking_checks_flag_rising_accuracy():
     assert all(c["passed"] for c in masking_checks(good, 1000))
 
 
-def test_cli_reports_rows_checks_mppd_and_plots(cifar_root, tmp_path):
-    run = tmp_path / "run"
-    res = run_cli(
-        "train/cifar.py",
-        "--data-root",
-        str(cifar_root),
-        "--out",
-        str(run),
-        "--train-limit",
-        "200",
-        "--val-size",
-        "100",
-        "--width",
-        "4",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "20",
-        "--quiet",
-    )
-    assert res.returncode == 0, res.stderr
+def test_cli_reports_rows_checks_mppd_and_plots(cifar_root, tiny_run, tmp_path):
+    run = tiny_run
     out = tmp_path / "eval" / "results.json"
     res = run_cli(
         "train/evaluate.py",

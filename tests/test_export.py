@@ -167,27 +167,8 @@ def test_foreign_and_truncated_files_are_rejected(tmp_path, images):
         netx_file.read(tmp_path / "missing.net")
 
 
-def test_cli_exports_verifies_and_reports(cifar_root, tmp_path):
-    run = tmp_path / "run"
-    res = run_cli(
-        "train/cifar.py",
-        "--data-root",
-        str(cifar_root),
-        "--out",
-        str(run),
-        "--train-limit",
-        "200",
-        "--val-size",
-        "100",
-        "--width",
-        "4",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "20",
-        "--quiet",
-    )
-    assert res.returncode == 0, res.stderr
+def test_cli_exports_verifies_and_reports(cifar_root, tiny_run, tmp_path):
+    run = tiny_run
     out, rep = tmp_path / "m.net", tmp_path / "report.json"
     res = run_cli(
         "export/to_netx.py",

@@ -134,30 +134,9 @@ def test_watchdog_stops_a_hung_run():
 
 
 @pytest.fixture(scope="module")
-def trained_export(cifar_root, tmp_path_factory):
+def trained_export(tiny_run, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
-    res = run_cli(
-        "train/cifar.py",
-        "--data-root",
-        str(cifar_root),
-        "--out",
-        str(tmp / "run"),
-        "--train-limit",
-        "300",
-        "--val-size",
-        "100",
-        "--width",
-        "4",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "20",
-        "--quiet",
-    )
-    assert res.returncode == 0, res.stderr
-    res = run_cli(
-        "export/to_netx.py", "--checkpoint", str(tmp / "run" / "best.pt"), "--out", str(tmp / "m.net")
-    )
+    res = run_cli("export/to_netx.py", "--checkpoint", str(tiny_run / "best.pt"), "--out", str(tmp / "m.net"))
     assert res.returncode == 0, res.stderr
     return tmp
 
