@@ -90,14 +90,7 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
     if args.verify > 0:
         from export.verify import fixed_point_accuracy, verify
 
-        root = args.data_root or str(data.DEFAULT_DATA_ROOT)
-        split = data.load_split(
-            root,
-            ckpt["model"]["dataset"],
-            args.split,
-            val_size=cfg.get("val_size", 5000),
-            seed=cfg.get("seed", 0),
-        )
+        split = data.load_run_split(args.data_root, ckpt["model"]["dataset"], args.split, cfg)
         n = min(args.verify, len(split))
         report = verify(out, net, model, split.images[:n], split.labels[:n])
         m = min(max(args.accuracy_images, n), len(split))

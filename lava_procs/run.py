@@ -205,15 +205,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
     net, meta = netx_file.read(args.net)
     backend, run_cfg = select_backend(args.backend)
-    root = args.data_root or str(data.DEFAULT_DATA_ROOT)
     cfg = json.loads(meta.get("training_config", "{}") or "{}")
-    split = data.load_split(
-        root,
-        meta.get("dataset", "cifar10"),
-        args.split,
-        val_size=cfg.get("val_size", 5000),
-        seed=cfg.get("seed", 0),
-    )
+    split = data.load_run_split(args.data_root, meta.get("dataset", "cifar10"), args.split, cfg)
     n = min(args.limit, len(split))
     clean, labels = split.images[:n], split.labels[:n]
     pert = perturb_images(spec, clean, labels, args.checkpoint or meta.get("source_checkpoint"), args.seed)

@@ -194,6 +194,22 @@ def load_split(
     return Split(torch.from_numpy(x[idx]), torch.from_numpy(y[idx]), names)
 
 
+def load_run_split(data_root: str | Path | None, dataset: str, split: str, run_config: dict) -> Split:
+    """The ``val`` / ``test`` split as a training run saw it.
+
+    The validation images must be the ones that run held out, so the split is drawn with the
+    run's own ``val_size`` and ``seed`` (from its configuration); ``data_root`` None means the
+    default offline copy.
+    """
+    return load_split(
+        data_root or DEFAULT_DATA_ROOT,
+        dataset,
+        split,
+        val_size=run_config.get("val_size", 5000),
+        seed=run_config.get("seed", 0),
+    )
+
+
 def augment(images: torch.Tensor, generator: torch.Generator, cutout: int = 0) -> torch.Tensor:
     """Random crop (pad 4) and horizontal flip, optional Cutout, on uint8 [N, 3, 32, 32]."""
     n, _, h, w = images.shape

@@ -283,14 +283,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
     model, ckpt = _load_model(args.checkpoint, device)
     cfg = ckpt.get("config", {})
-    root = args.data_root or str(data.DEFAULT_DATA_ROOT)
-    split = data.load_split(
-        root,
-        ckpt["model"]["dataset"],
-        args.split,
-        val_size=cfg.get("val_size", 5000),
-        seed=cfg.get("seed", 0),
-    )
+    split = data.load_run_split(args.data_root, ckpt["model"]["dataset"], args.split, cfg)
     n = min(args.limit, len(split))
     x = split.images[:n].float().div(255).to(device)
     y = split.labels[:n].to(device)
