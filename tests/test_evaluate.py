@@ -11,7 +11,7 @@ from conftest import run_cli
 from train import data, perturb
 from train.attacks import AttackSpec, AttackWrapper, craft, parse_attacks
 from train.evaluate import masking_checks
-from train.models import build_model
+from train.models import build_model, calibrate_batchnorm
 
 
 @pytest.fixture(scope="module")
@@ -95,25 +95,64 @@ def test_attack_list_parser():
 
 
 def test_masking_checks_flag_rising_accuracy():
-    def row(attack, kind, eps, steps, acc, transfer=False):
-        return dict(attack=attack, kind=kind, eps=eps, steps=steps, accuracy=acc, transfer=transfer)
+    def row(attack, kind, eps, steps, acc, transfer=False, alpha=2 / 255, **extra):
+        return dict(
+            attack=attack,
+            kind=kind,
+            eps=eps,
+            steps=steps,
+            alpha=alpha,
+            accuracy=acc,
+            transfer=transfer,
+            **extra,
+        )
 
     rows = [
         row("pgd7", "pgd", 8 / 255, 7, 0.30),
         row("pgd20", "pgd", 8 / 255, 20, 0.40),
+        row("pgd40 other step", "pgd", 8 / 255, 40, 0.50, alpha=0.5 / 255),  # compared with nothing
         row("pgd64", "pgd", 64 / 255, 10, 0.20),
         row("pgd7 (transfer)", "pgd", 8 / 255, 7, 0.10, True),
+        row("ensemble:8/255", "ensemble", 8 / 255, 0, 0.05, n=1000, members_broke={"square": 40}),
     ]
     checks = {c["name"]: c["passed"] for c in masking_checks(rows, 1000)}
-    assert not checks["PGD accuracy does not rise with steps (eps 8/255)"]
+    assert not checks["PGD accuracy does not rise with steps (eps 8/255, step 2/255)"]
+    # a lone step size has nothing to be compared with (other step sizes are not comparable)
+    assert "PGD accuracy does not rise with steps (eps 8/255, step 0.5/255)" not in checks
     assert not checks["PGD at eps 64/255 drives accuracy near zero"]
     assert not checks["white-box pgd7 at least as strong as transfer"]
+    assert not checks["gradient-free Square finds little that gradient attacks missed (ensemble:8/255)"]
     good = [
         row("pgd7", "pgd", 8 / 255, 7, 0.30),
         row("pgd20", "pgd", 8 / 255, 20, 0.25),
         row("pgd64", "pgd", 64 / 255, 10, 0.0),
+        row("ensemble:8/255", "ensemble", 8 / 255, 0, 0.05, n=1000, members_broke={"square": 3}),
     ]
     assert all(c["passed"] for c in masking_checks(good, 1000))
+
+
+def test_worst_case_ensemble_is_per_image_minimum_over_its_members(cifar_root):
+    """The ensemble's robust set is what survives every member, and Square runs last."""
+    import torch
+
+    from train.attacks import ensemble_members, worst_case
+
+    torch.manual_seed(0)
+    split = data.load_split(cifar_root, "cifar10", "val", val_size=200, seed=0)
+    x = split.images[:24].float().div(255)
+    y = split.labels[:24]
+    model = calibrate_batchnorm(build_model("cpu", 2, width=8), x)
+    labels = [m[0] for m in ensemble_members(2 / 255, square_queries=20)]
+    assert labels[-1] == "square" and {"pgd-10@w0.5", "pgd-10@w2", "apgd-dlr"} <= set(labels)
+    robust, x_adv, broke = worst_case(model, 2 / 255, x, y, torch.Generator().manual_seed(0), 20)
+    assert set(broke) == set(labels)
+    with torch.no_grad():
+        clean_ok = model(x).argmax(1) == y
+        adv_ok = model(x_adv).argmax(1) == y
+    assert (x_adv - x).abs().max() <= 2 / 255 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    # every image counted as broken is broken by the returned example; robust ones are correct
+    torch.testing.assert_close(adv_ok, robust)
+    assert int(clean_ok.sum()) - int(robust.sum()) == sum(broke.values())
 
 
 def test_cli_reports_rows_checks_mppd_and_plots(cifar_root, tiny_run, tmp_path):

@@ -100,3 +100,83 @@ def test_gain_bounds_cover_every_spiking_unit_and_follow_theorem():
     shape = (3, 32, 32)
     expected = (1 / (1 - leak)) ** 0.5 * mppd.spectral_norm(unit, shape)
     assert bounds[name] == pytest.approx(expected, rel=1e-6)
+
+
+def _last_unit(model):
+    """The conv/dense unit that feeds the last spiking layer (the MS-MPPD layer)."""
+    return next(m for m in model.modules() if isinstance(m, ConvUnit | DenseUnit) and m.neuron is not None
+                and m.neuron is spiking_layers(model)[-1][1])  # fmt: skip
+
+
+def _ms_mppd_of(model, x, x_pert, leak_mode="detached", units="threshold"):
+    layers = mppd.select_layers(model, "last")
+    neuron = layers[0][1]
+    with mppd.recording(layers):
+        model(x)
+        clean = neuron.recorded_current
+        logits = model(x_pert)
+        pert = neuron.recorded_current
+    return mppd.ms_mppd(clean, pert, *mppd.recursion_params(neuron, leak_mode, units)), logits
+
+
+@pytest.fixture()
+def active_model():
+    torch.manual_seed(4)
+    x = torch.rand(16, 3, 32, 32)
+    model = calibrate_batchnorm(build_model("cpu", 4, width=4, neuron=NeuronConfig()), x)
+    x_pert = (x + 8 / 255 * torch.randn_like(x)).clamp(0, 1)
+    return model, x, x_pert
+
+
+@pytest.mark.parametrize("c", [0.5, 4.0])
+def test_ms_mppd_is_invariant_to_rescaling_current_and_threshold(active_model, c):
+    """Scaling a layer's current and threshold by c changes no spike; the loss must not move.
+
+    Powers of two keep the float arithmetic exact, so spikes match bit for bit.
+    """
+    model, x, x_pert = active_model
+    with torch.no_grad():
+        loss, logits = _ms_mppd_of(model, x, x_pert)
+        raw, _ = _ms_mppd_of(model, x, x_pert, units="raw")
+        unit = _last_unit(model)
+        assert unit.norm is not None, "the cpu model's MS-MPPD layer has BatchNorm"
+        unit.norm.weight.mul_(c)
+        unit.norm.bias.mul_(c)
+        unit.neuron.threshold.mul_(c)
+        loss_c, logits_c = _ms_mppd_of(model, x, x_pert)
+        raw_c, _ = _ms_mppd_of(model, x, x_pert, units="raw")
+    torch.testing.assert_close(logits_c, logits, rtol=0, atol=0)  # the network is unchanged
+    assert loss.item() > 0
+    torch.testing.assert_close(loss_c, loss, rtol=1e-6, atol=0)
+    # The reference's raw measure would be satisfied by rescaling alone: it moves by c^2.
+    torch.testing.assert_close(raw_c, raw * c * c, rtol=1e-5, atol=0)
+
+
+def test_ms_mppd_gradient_ignores_the_leak_by_default_and_reaches_the_weights(active_model):
+    model, x, x_pert = active_model
+    neuron = spiking_layers(model)[-1][1]
+    first_conv = next(m for m in model.modules() if isinstance(m, ConvUnit))
+    for mode, leak_grad_expected in (("detached", False), ("fixed", False), ("learned", True)):
+        model.zero_grad(set_to_none=True)
+        loss, _ = _ms_mppd_of(model, x, x_pert, leak_mode=mode)
+        loss.backward()
+        leak_grad = 0.0 if neuron.leak.grad is None else neuron.leak.grad.abs().sum().item()
+        assert (leak_grad > 0) == leak_grad_expected, (mode, leak_grad)
+        th_grad = neuron.threshold.grad
+        assert th_grad is None or th_grad.abs().sum().item() == 0, "threshold enters detached"
+        # The regulariser is connected: its gradient flows back to the first layer's weights.
+        assert first_conv.synapse.weight.grad.abs().sum().item() > 0, mode
+
+
+def test_fixed_leak_mode_uses_the_reference_leak(active_model):
+    model, _, _ = active_model
+    neuron = spiking_layers(model)[-1][1]
+    with torch.no_grad():
+        neuron.leak.fill_(0.5)
+    leak, scale = mppd.recursion_params(neuron, "fixed")
+    assert torch.all(leak == mppd.REFERENCE_LEAK) and not leak.requires_grad
+    leak, _ = mppd.recursion_params(neuron, "detached")
+    assert torch.all(leak == 0.5) and not leak.requires_grad
+    torch.testing.assert_close(scale, neuron.clamped()[1].detach())
+    with pytest.raises(ValueError, match="unknown MPPD leak mode"):
+        mppd.recursion_params(neuron, "bogus")

@@ -20,13 +20,19 @@ from torch import nn
 from train.models import spiking_layers
 from train.perturb import parse_fraction
 
-KINDS = ("clean", "gn", "fgsm", "pgd", "apgd-ce", "apgd-dlr")
+KINDS = ("clean", "gn", "fgsm", "pgd", "apgd-ce", "apgd-dlr", "square", "ensemble")
 # The reference protocol (method.md §10): eps 8/255; PGD step sizes per step count.
 PGD_ALPHA = {7: 2.55 / 255, 10: 2 / 255, 20: 1 / 255, 40: 0.5 / 255}
+# pgd:8/255:20:2/255 shares PGD-10's step size, for the fixed-step monotonicity check.
 DEFAULT_ATTACKS = (
-    "clean,fgsm:8/255,pgd:8/255:7,pgd:8/255:10,pgd:8/255:20,pgd:8/255:40,"
-    "apgd-ce:8/255:10,apgd-dlr:8/255:10,gn:4/255,gn:8/255,gn:16/255,gn:32/255"
+    "clean,fgsm:8/255,pgd:8/255:7,pgd:8/255:10,pgd:8/255:20,pgd:8/255:40,pgd:8/255:20:2/255,"
+    "apgd-ce:8/255:10,apgd-dlr:8/255:10,gn:4/255,gn:8/255,gn:16/255,gn:32/255,"
+    "ensemble:2/255,ensemble:8/255"
 )
+SQUARE_QUERIES = 500  # default budget of the gradient-free Square attack
+# Attacker surrogate half-widths of the ensemble: an adaptive attacker tries sharper and
+# wider surrogates than the model trained with (1.0), and keeps the worst case per image.
+ENSEMBLE_WIDTHS = (0.5, 1.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -62,10 +68,17 @@ def parse_attacks(text: str) -> list[AttackSpec]:
             eps = parse_fraction(parts[1]) if len(parts) > 1 else None
             if eps is None or eps < 0:
                 raise ValueError("a budget >= 0 is required, e.g. 8/255")
-            if kind in ("gn", "fgsm"):
+            if kind in ("gn", "fgsm", "ensemble"):
                 if len(parts) != 2:
                     raise ValueError(f"{kind} takes one parameter")
                 specs.append(AttackSpec(kind, eps, 1 if kind == "fgsm" else 0, text=item))
+            elif kind == "square":
+                if len(parts) not in (2, 3):
+                    raise ValueError("square takes EPS[:QUERIES]")
+                queries = int(parts[2]) if len(parts) == 3 else SQUARE_QUERIES
+                if queries < 1:
+                    raise ValueError("queries must be >= 1")
+                specs.append(AttackSpec(kind, eps, queries, text=item))
             elif kind == "pgd":
                 if len(parts) not in (3, 4):
                     raise ValueError("pgd takes EPS:STEPS[:ALPHA]")
@@ -137,13 +150,20 @@ def craft(
     if spec.kind == "gn":  # test-time Gaussian noise, clamped (reference "GN" attack)
         noise = torch.randn(x.shape, generator=generator).to(x.device)
         return (x + spec.eps * noise).clamp(0, 1)
-    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    torch.manual_seed(seed)
     if spec.kind == "fgsm":
         attack = torchattacks.FGSM(wrapper, eps=spec.eps)
     elif spec.kind == "pgd":
         attack = torchattacks.PGD(
             wrapper, eps=spec.eps, alpha=spec.alpha, steps=spec.steps, random_start=True
         )
+    elif spec.kind == "square":  # gradient-free: immune to masked or obfuscated gradients
+        attack = torchattacks.Square(
+            wrapper, norm="Linf", eps=spec.eps, n_queries=spec.steps, n_restarts=1, seed=seed % 2**31
+        )
+    elif spec.kind == "ensemble":
+        raise ValueError("an ensemble is run by worst_case(), not craft()")
     else:
         attack = torchattacks.APGD(
             wrapper,
@@ -156,3 +176,62 @@ def craft(
             rho=0.75,
         )
     return attack(x, y).detach()
+
+
+def ensemble_members(
+    eps: float, square_queries: int = SQUARE_QUERIES
+) -> list[tuple[str, AttackSpec, float | None]]:
+    """The worst-case ensemble at budget ``eps``: (label, attack, attacker surrogate width).
+
+    FGSM; PGD-10 (step eps/4) through each surrogate width of :data:`ENSEMBLE_WIDTHS`, plus a
+    second random restart through the model's own surrogate; APGD-CE and APGD-DLR (10 steps);
+    the gradient-free Square attack. Gradient attacks come first, Square last, so that what
+    Square still breaks measures what the gradient attacks missed. Width None = the model's own.
+    """
+    e = f"{eps * 255:g}/255"
+    pgd = parse_attacks(f"pgd:{e}:10:{eps * 255 / 4:g}/255")[0]
+    members = [("fgsm", parse_attacks(f"fgsm:{e}")[0], None)]
+    members += [(f"pgd-10@w{w:g}", pgd, w) for w in ENSEMBLE_WIDTHS]
+    members += [("pgd-10 restart", pgd, None)]
+    members += [(k, parse_attacks(f"{k}:{e}:10")[0], None) for k in ("apgd-ce", "apgd-dlr")]
+    members += [("square", parse_attacks(f"square:{e}:{square_queries}")[0], None)]
+    return members
+
+
+def worst_case(
+    model: nn.Module,
+    eps: float,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    generator: torch.Generator,
+    square_queries: int = SQUARE_QUERIES,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, int]]:
+    """Per-image worst case over :func:`ensemble_members` (AutoAttack's sequential scheme).
+
+    Each member attacks only the images that every earlier member left correctly classified, so
+    the cost falls as the ensemble proceeds. torchattacks' MultiAttack does the same but does not
+    say which member broke which image; that record is what the masking checks read.
+
+    Args:
+        x: pixels [N, 3, H, W] in [0, 1]; y: labels [N].
+    Returns:
+        robust [N] bool (correct under every member), the adversarial pixels [N, 3, H, W]
+        (the breaking example where one was found), and per member the images it broke first.
+    """
+    target = AttackWrapper(model)
+    x_adv = x.clone()
+    with torch.no_grad():
+        robust = target(x).argmax(1) == y
+    broke: dict[str, int] = {}
+    for label, spec, width in ensemble_members(eps, square_queries):
+        idx = robust.nonzero().flatten()
+        if len(idx) == 0:
+            broke[label] = 0
+            continue
+        adv = craft(spec, AttackWrapper(model, width), x[idx], y[idx], generator)
+        with torch.no_grad():
+            fooled = target(adv).argmax(1) != y[idx]
+        x_adv[idx[fooled]] = adv[fooled]
+        robust[idx[fooled]] = False
+        broke[label] = int(fooled.sum())
+    return robust, x_adv, broke

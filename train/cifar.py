@@ -142,6 +142,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="last",
         help="'last' (reference), 'all', or comma-separated spiking layer names",
     )
+    o.add_argument(
+        "--mppd-leak",
+        choices=("detached", "fixed", "learned"),
+        default="detached",
+        help="leak of the MS-MPPD recursion: the layer's learned leak as a constant, the "
+        "reference's fixed 0.99, or 'learned' (with gradient: the loss can then shrink its own "
+        "measure by lowering the leak; only for the ablation)",
+    )
+    o.add_argument(
+        "--mppd-units",
+        choices=("threshold", "raw"),
+        default="threshold",
+        help="measure dI in units of the layer's (detached) threshold, which closes the "
+        "current-and-threshold rescaling loophole, or 'raw' as the reference (ablation only)",
+    )
     t = ap.add_argument_group("optimisation")
     t.add_argument("--epochs", type=int, default=None, help="epochs (preset)")
     t.add_argument("--batch-size", type=int, default=None, help="batch size (preset)")
@@ -168,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a run: from --out/last.pt, or from the given checkpoint",
     )
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        help="seed of the validation hold-out and the --train-limit subset (default: --seed); fix "
+        "it to compare training seeds on the same images",
+    )
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     r.add_argument(
         "--checkpoint-every",
@@ -189,6 +211,8 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
             cfg[key] = value
     if cfg["pgd_alpha"] is None:
         cfg["pgd_alpha"] = cfg["eps"] / 2
+    if cfg["split_seed"] is None:
+        cfg["split_seed"] = cfg["seed"]
     checks = [
         (cfg["sigma"] >= 0, f"--sigma must be >= 0, got {cfg['sigma']:g}"),
         (cfg["eps"] >= 0, f"--eps must be >= 0, got {cfg['eps']:g}"),
@@ -257,9 +281,9 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
     if cfg["download"]:
         data.download(root, cfg["dataset"])
     train_split = data.load_split(
-        root, cfg["dataset"], "train", cfg["val_size"], cfg["train_limit"], cfg["seed"]
+        root, cfg["dataset"], "train", cfg["val_size"], cfg["train_limit"], cfg["split_seed"]
     )
-    val_split = data.load_split(root, cfg["dataset"], "val", cfg["val_size"], seed=cfg["seed"])
+    val_split = data.load_split(root, cfg["dataset"], "val", cfg["val_size"], seed=cfg["split_seed"])
     if len(val_split) == 0:
         raise UserError("--val-size 0 leaves nothing to validate on; use at least 100")
     neuron = (NeuronConfig.lif if cfg["neuron"] == "lif" else NeuronConfig)(

@@ -198,15 +198,15 @@ def load_run_split(data_root: str | Path | None, dataset: str, split: str, run_c
     """The ``val`` / ``test`` split as a training run saw it.
 
     The validation images must be the ones that run held out, so the split is drawn with the
-    run's own ``val_size`` and ``seed`` (from its configuration); ``data_root`` None means the
-    default offline copy.
+    run's own ``val_size`` and ``split_seed`` (from its configuration; older runs: ``seed``);
+    ``data_root`` None means the default offline copy.
     """
     return load_split(
         data_root or DEFAULT_DATA_ROOT,
         dataset,
         split,
         val_size=run_config.get("val_size", 5000),
-        seed=run_config.get("seed", 0),
+        seed=run_config.get("split_seed", run_config.get("seed", 0)),
     )
 
 

@@ -74,8 +74,10 @@ def joint_loss(
         logits_p = model(x_pert)
         reg = x.new_zeros(())
         if rho > 0:
+            leak_mode, units = cfg.get("mppd_leak", "detached"), cfg.get("mppd_units", "threshold")
             terms = [
-                mppd.ms_mppd(c, m.recorded_current, mppd.layer_leak(m)) for c, (_, m) in zip(clean, layers)
+                mppd.ms_mppd(c, m.recorded_current, *mppd.recursion_params(m, leak_mode, units))
+                for c, (_, m) in zip(clean, layers)
             ]
             reg = torch.stack(terms).mean()
     ce_c = nn.functional.cross_entropy(logits_c, y)
@@ -108,7 +110,11 @@ def evaluate(
 
 @torch.no_grad()
 def mppd_profile(model: nn.Module, x: torch.Tensor, sigma: float, seed: int = 0) -> dict[str, list[float]]:
-    """Per-layer mean eps^2 per time step for Gaussian noise ``sigma`` on batch ``x`` (eval mode)."""
+    """Per-layer mean eps^2 per time step for Gaussian noise ``sigma`` on batch ``x`` (eval mode).
+
+    Measured on a common scale (leak 0.99, dI in threshold units) so that layers, epochs and
+    models compare; the training loss may use the layer's own leak.
+    """
     model.eval()
     layers = spiking_layers(model)
     x_pert = perturb.gaussian(x, sigma, torch.Generator().manual_seed(seed)).clamp(0, 1)
@@ -117,7 +123,7 @@ def mppd_profile(model: nn.Module, x: torch.Tensor, sigma: float, seed: int = 0)
         clean = [m.recorded_current for _, m in layers]
         model(x_pert)
         return {
-            name: mppd.mppd_per_step(c, m.recorded_current, mppd.layer_leak(m)).tolist()
+            name: mppd.mppd_per_step(c, m.recorded_current, *mppd.recursion_params(m, "fixed")).tolist()
             for c, (name, m) in zip(clean, layers)
         }
 

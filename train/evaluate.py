@@ -42,7 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_ATTACKS,
         help="comma-separated list (default: the reference protocol): clean, "
         "gn:SIGMA, fgsm:EPS, pgd:EPS:STEPS[:ALPHA], apgd-ce:EPS[:STEPS], "
-        "apgd-dlr:EPS[:STEPS]",
+        "apgd-dlr:EPS[:STEPS], square:EPS[:QUERIES], ensemble:EPS (per-image worst case over "
+        "FGSM, PGD through three surrogate widths and a restart, APGD-CE, APGD-DLR and Square)",
+    )
+    ap.add_argument(
+        "--square-queries",
+        type=int,
+        default=None,
+        help="queries of the Square attack inside each ensemble (default 500)",
     )
     ap.add_argument(
         "--attack-surrogate-width",
@@ -72,7 +79,11 @@ def _load_model(path: str, device):
 
 
 def membrane_perturbation(model, x, x_adv) -> dict[str, tuple[float, float]]:
-    """Per spiking layer: (mean true MPP^2 with resets, mean reset-free MPPD eps^2)."""
+    """Per spiking layer: (mean true MPP^2 with resets, mean reset-free MPPD eps^2).
+
+    Both in units of the layer's threshold, the MPPD with the reference leak 0.99: a common
+    scale, so models with other learned leaks and thresholds compare.
+    """
     import torch
 
     from train import mppd
@@ -86,9 +97,10 @@ def membrane_perturbation(model, x, x_adv) -> dict[str, tuple[float, float]]:
         model(x_adv)
         for (name, m), (i_c, m_c) in zip(layers, clean):
             th = m.clamped()[1].view((1, -1) + (1,) * (m_c.dim() - 2))
-            h_c = m_c * (m_c < th)  # post-reset potential
-            h_p = m.recorded_membrane * (m.recorded_membrane < th)
-            eps = mppd.mppd_sequence(i_c - m.recorded_current, mppd.layer_leak(m))
+            h_c = m_c * (m_c < th) / th  # post-reset potential
+            h_p = m.recorded_membrane * (m.recorded_membrane < th) / th
+            leak, scale = mppd.recursion_params(m, "fixed")
+            eps = mppd.mppd_sequence((i_c - m.recorded_current) / scale.view_as(th), leak)
             out[name] = ((h_c - h_p).pow(2).mean().item(), eps.pow(2).mean().item())
     return out
 
@@ -104,12 +116,17 @@ def evaluate_attacks(
     source=None,
     quiet=False,
     label_suffix="",
+    square_queries=None,
 ):
-    """Accuracy and membrane perturbation per attack; ``source`` crafts (transfer) if given."""
+    """Accuracy and membrane perturbation per attack; ``source`` crafts (transfer) if given.
+
+    Every row keeps ``correct``, one '0'/'1' per image in order, for paired statistics; an
+    ``ensemble`` row also counts, per member, the images that member broke first.
+    """
     import torch
     from tqdm import tqdm
 
-    from train.attacks import AttackWrapper, craft
+    from train.attacks import SQUARE_QUERIES, AttackWrapper, craft, worst_case
 
     target = AttackWrapper(model, surrogate_width)
     crafter = AttackWrapper(source, surrogate_width) if source is not None else target
@@ -117,6 +134,8 @@ def evaluate_attacks(
     for i, spec in enumerate(specs):
         gen = torch.Generator().manual_seed(seed * 1000 + i)
         correct, n, t0 = 0, 0, time.perf_counter()
+        per_image: list[str] = []
+        members: dict[str, int] = {}
         mpp: dict[str, list[float]] = {}
         batches = range(0, len(y_all), batch_size)
         for start in tqdm(
@@ -127,9 +146,16 @@ def evaluate_attacks(
             mininterval=0.5 if sys.stderr.isatty() else 30.0,
         ):
             x, y = x_all[start : start + batch_size], y_all[start : start + batch_size]
-            x_adv = craft(spec, crafter, x, y, gen)
-            with torch.no_grad():
-                correct += int((target(x_adv).argmax(1) == y).sum())
+            if spec.kind == "ensemble":
+                ok, x_adv, broke = worst_case(model, spec.eps, x, y, gen, square_queries or SQUARE_QUERIES)
+                for k, v in broke.items():
+                    members[k] = members.get(k, 0) + v
+            else:
+                x_adv = craft(spec, crafter, x, y, gen)
+                with torch.no_grad():
+                    ok = target(x_adv).argmax(1) == y
+            correct += int(ok.sum())
+            per_image.append("".join("1" if v else "0" for v in ok.tolist()))
             n += len(y)
             if spec.kind != "clean":
                 for name, (true, eps) in membrane_perturbation(model, x, x_adv).items():
@@ -149,6 +175,8 @@ def evaluate_attacks(
                 seconds=time.perf_counter() - t0,
                 mpp_true={k: v[0] / n for k, v in mpp.items()},
                 mppd={k: v[1] / n for k, v in mpp.items()},
+                correct="".join(per_image),
+                **({"members_broke": members} if spec.kind == "ensemble" else {}),
             )
         )
     return rows
@@ -160,12 +188,13 @@ def masking_checks(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     white = [r for r in rows if not r["transfer"]]
     checks = []
     pgd = [r for r in white if r["kind"] == "pgd"]
+    # More steps at the same step size, or a larger eps at the same step count, must not help.
     for group, order, label in (
-        ("eps", "steps", "steps (eps {:g}/255)"),
-        ("steps", "eps", "eps ({:g} steps)"),
+        (("eps", "alpha"), "steps", "steps (eps {:g}/255, step {:g}/255)"),
+        (("steps",), "eps", "eps ({:g} steps)"),
     ):
-        for value in sorted({r[group] for r in pgd}):
-            seq = sorted((r for r in pgd if r[group] == value), key=lambda r: r[order])
+        for value in sorted({tuple(r[g] for g in group) for r in pgd}):
+            seq = sorted((r for r in pgd if tuple(r[g] for g in group) == value), key=lambda r: r[order])
             if len(seq) < 2:
                 continue
             rises = [
@@ -173,10 +202,10 @@ def masking_checks(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
                 for a, b in zip(seq, seq[1:])
                 if b["accuracy"] > a["accuracy"] + tol
             ]
-            shown = value * 255 if group == "eps" else value
+            shown = [v * 255 for v in value] if order == "steps" else value
             checks.append(
                 dict(
-                    name="PGD accuracy does not rise with " + label.format(shown),
+                    name="PGD accuracy does not rise with " + label.format(*shown),
                     passed=not rises,
                     detail=f"rises: {rises}" if rises else "monotone",
                 )
@@ -189,6 +218,16 @@ def masking_checks(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
                 name="PGD at eps 64/255 drives accuracy near zero",
                 passed=acc <= 0.05,
                 detail=f"accuracy {acc:.3f} (limit 0.05)",
+            )
+        )
+    for r in (r for r in white if r["kind"] == "ensemble"):
+        found = r["members_broke"].get("square", 0)
+        checks.append(
+            dict(
+                name=f"gradient-free Square finds little that gradient attacks missed " f"({r['attack']})",
+                passed=found <= tol * r["n"],
+                detail=f"Square broke {found} of {r['n']} images that survived every gradient "
+                f"attack (limit {tol * r['n']:.0f})",
             )
         )
     for t in (r for r in rows if r["transfer"]):
@@ -209,6 +248,8 @@ def masking_checks(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
 
 def markdown_table(rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> str:
     lines = ["| attack | eps / sigma | steps | accuracy | n | seconds |", "|---|---|---|---|---|---|"]
+    # The headline first: the per-image worst case over the ensemble at each budget.
+    rows = sorted(rows, key=lambda r: r["kind"] != "ensemble")
     for r in rows:
         budget = f"{r['eps'] * 255:.3g}/255" if r["kind"] != "clean" else "-"
         lines.append(
@@ -289,11 +330,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     y = split.labels[:n].to(device)
     t0 = time.perf_counter()
     rows = evaluate_attacks(
-        model, specs, x, y, args.batch_size, args.seed, args.attack_surrogate_width, quiet=args.quiet
+        model,
+        specs,
+        x,
+        y,
+        args.batch_size,
+        args.seed,
+        args.attack_surrogate_width,
+        quiet=args.quiet,
+        square_queries=args.square_queries,
     )
     if args.transfer_checkpoint:
         source, _ = _load_model(args.transfer_checkpoint, device)
         transfer_specs = [s for s in specs if s.kind in ("fgsm", "pgd") and s.eps < 64 / 255]
+        transfer_specs = transfer_specs or parse_attacks("fgsm:8/255,pgd:8/255:7")
         rows += evaluate_attacks(
             model,
             transfer_specs,
@@ -325,6 +375,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out.with_suffix(".md").write_text(table)
     plots(rows, out)
     print(table, end="")
+    for r in rows:
+        if r["kind"] == "ensemble":
+            print(
+                f"robust accuracy at {r['eps'] * 255:g}/255 "
+                f"(worst case over the ensemble): {r['accuracy']:.4f}"
+            )
     for c in checks:
         if not c["passed"]:
             print(f"WARNING: masking check failed: {c['name']} ({c['detail']})", file=sys.stderr)

@@ -63,22 +63,74 @@ def mppd_sequence(delta_current: torch.Tensor, leak: torch.Tensor) -> torch.Tens
     return torch.stack(out, -1)
 
 
-def ms_mppd(clean_current: torch.Tensor, pert_current: torch.Tensor, leak: torch.Tensor) -> torch.Tensor:
-    """MS-MPPD = mean over N, neurons and T of eps^2, clean side detached (the reference)."""
-    eps = mppd_sequence(clean_current.detach() - pert_current, leak)
-    return eps.pow(2).mean()
+def _per_channel(p: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """[C] or [1] -> broadcastable against [N, C, *S, T]."""
+    return p.reshape((1, -1) + (1,) * (like.dim() - 2))
+
+
+def ms_mppd(
+    clean_current: torch.Tensor,
+    pert_current: torch.Tensor,
+    leak: torch.Tensor,
+    scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """MS-MPPD = mean over N, neurons and T of eps^2, clean side detached (the reference).
+
+    Args:
+        clean_current, pert_current: I(x) and I(x~), [N, C, *S, T].
+        leak: the recursion's leak, [C] or [1] (see :func:`recursion_params`).
+        scale: divide dI by this, [C] or [1] (the layer's detached threshold), or None.
+    """
+    delta = clean_current.detach() - pert_current
+    if scale is not None:
+        delta = delta / _per_channel(scale, delta)
+    return mppd_sequence(delta, leak).pow(2).mean()
 
 
 def mppd_per_step(
-    clean_current: torch.Tensor, pert_current: torch.Tensor, leak: torch.Tensor
+    clean_current: torch.Tensor,
+    pert_current: torch.Tensor,
+    leak: torch.Tensor,
+    scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean eps^2 per time step, [T] (for plots and reports)."""
-    eps = mppd_sequence(clean_current - pert_current, leak)
+    """Mean eps^2 per time step, [T] (for plots and reports); arguments as :func:`ms_mppd`."""
+    delta = clean_current - pert_current
+    if scale is not None:
+        delta = delta / _per_channel(scale, delta)
+    eps = mppd_sequence(delta, leak)
     return eps.pow(2).transpose(0, -1).reshape(eps.shape[-1], -1).mean(1)
 
 
+# How the MS-MPPD recursion gets its leak. "detached" (default): the layer's learned leak as a
+# constant, so the loss cannot shrink its own measure by lowering the leak; "fixed": the
+# reference code's --tau 0.99 for every layer and model (comparable across models); "learned":
+# the leak with its gradient (rssnn-lava v0.1; kept only for the ablation that shows the hole).
+LEAK_MODES = ("detached", "fixed", "learned")
+# How dI is measured. "threshold" (default): in units of the layer's detached threshold, which
+# makes the loss invariant to scaling a layer's current and threshold together (with a hard
+# reset to 0 that leaves every spike unchanged); "raw": the current itself (v0.1, the reference).
+UNITS = ("threshold", "raw")
+REFERENCE_LEAK = 0.99
+
+
+def recursion_params(
+    neuron: DLIF, leak_mode: str = "detached", units: str = "threshold"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(leak [C] or [1], scale [C] or [1] or None) for MS-MPPD on this layer."""
+    if leak_mode not in LEAK_MODES:
+        raise ValueError(f"unknown MPPD leak mode '{leak_mode}': use one of {', '.join(LEAK_MODES)}")
+    if units not in UNITS:
+        raise ValueError(f"unknown MPPD units '{units}': use one of {', '.join(UNITS)}")
+    leak, threshold, _ = neuron.clamped()
+    if leak_mode == "fixed":
+        leak = torch.full_like(leak, REFERENCE_LEAK).detach()
+    elif leak_mode == "detached":
+        leak = leak.detach()
+    return leak, (threshold.detach() if units == "threshold" else None)
+
+
 def layer_leak(neuron: DLIF) -> torch.Tensor:
-    """The leak the MPPD recursion uses: the layer's own clamped leak, [C] or [1]."""
+    """The layer's own clamped leak, [C] or [1] (what the on-device Lava monitor uses)."""
     return neuron.clamped()[0]
 
 
