@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
         "lava_throughput": lambda: lava_throughput.main(
             [
                 "--images",
-                "4" if q else "10",
+                "4" if q else "6",
                 "--repeats",
                 "1" if q else "2",
                 "--out",
@@ -106,9 +106,18 @@ def render(s: dict) -> str:
         f"{pgd['seconds_per_image']:.3f} |",
         f"| export + Lava verification, {ex['images']} images: seconds (Lava part) | "
         f"{ex['total_s']:.1f} ({ex['lava_run_s']:.1f}) |",
-        f"| Lava sim, clean + perturbed pair: seconds per image (per step) | "
-        f"{lv['seconds_per_image_with_monitor']:.3f} ({lv['seconds_per_step_with_monitor']:.4f}) |",
-        f"| monitor overhead: with / without (goal < 1.25) | " f"{lv['monitor_overhead_ratio']:.3f} |",
+        f"| Lava sim, clean + perturbed pair, stock synapse models: s/image (s/step) | "
+        f"{lv['seconds_per_image_pair']['stock']:.3f} ({lv['seconds_per_step']['stock']:.4f}) |",
+        f"| Lava sim, pair, fast synapse models + monitors: s/image (s/step) | "
+        f"{lv['seconds_per_image_pair']['fast+mon']:.3f} ({lv['seconds_per_step']['fast+mon']:.4f}) |",
+        f"| Lava speed-up stock / fast, without (with) monitors (goal >= 10) | "
+        f"{lv['speedup_stock_over_fast']:.1f} ({lv['speedup_stock_over_fast_with_monitor']:.1f}) |",
+        f"| monitor overhead: with / without (goal < 1.25) | {lv['monitor_overhead_ratio']:.3f} |",
+        "| Lava peak PSS of the process tree, MiB (stock / fast / fast+mon) | "
+        + " / ".join(f"{lv['peak_pss_mib'][k]:.0f}" for k in ("stock", "fast", "fast+mon"))
+        + " |",
+        f"| PyTorch fixed point, batch 1: s per image pair | "
+        f"{lv['pytorch_fixed_point_batch1_seconds_per_image_pair']:.3f} |",
     ]
     return "\n".join(lines) + "\n"
 

@@ -69,7 +69,7 @@ def extension_features(net: LoweredNet) -> list[str]:
 
 def write(path: str | Path, net: LoweredNet, metadata: dict[str, Any]) -> str:
     """Write ``net`` to ``path`` atomically; returns the kind of file written."""
-    from train.checkpoint import atomic_write_bytes
+    from rssnn.atomic import atomic_write_bytes
 
     path = Path(path)
     features = extension_features(net)
@@ -177,8 +177,59 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             f"'{path}' has rssnn-netx version {meta.get('version')}, this reader " f"supports {VERSION}"
         )
     for key in ("class_names", "features", "layer_names", "layer_scales"):
-        meta[key] = json.loads(meta[key])
+        if key not in meta:
+            raise UserError(f"'{path}' lacks the /rssnn attribute '{key}'; export the model again")
+        try:
+            meta[key] = json.loads(meta[key])
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"'{path}': /rssnn attribute '{key}' is not valid JSON; export again") from exc
+    try:
+        steps = int(meta.get("num_steps", 0))
+    except (TypeError, ValueError):
+        steps = 0
+    if steps < 1:
+        raise UserError(f"'{path}' has num_steps={meta.get('num_steps')!r}; a network needs T >= 1")
     return meta
+
+
+def mark_verified(path: str | Path, verified: bool, detail: str) -> None:
+    """Record in the file whether (and how) Lava verified it: ``/rssnn`` ``verified``, ``verification``."""
+    with h5py.File(path, "r+") as f:
+        f["rssnn"].attrs["verified"] = bool(verified)
+        f["rssnn"].attrs["verification"] = detail
+
+
+def _check_range(path: Path, name: str, what: str, values: np.ndarray, lo: int, hi: int) -> None:
+    if values.size and (values.min() < lo or values.max() > hi):
+        raise UserError(
+            f"'{path}' {name}: {what} {values.min()}..{values.max()} outside Loihi's {lo}..{hi}; "
+            "the file is damaged or was not written by this exporter"
+        )
+
+
+def validate_layer(path: Path, layer: LoweredLayer) -> None:
+    """Shapes agree with each other and every register fits Loihi 2 (UserError otherwise)."""
+    w = layer.weight
+    if layer.kind == "conv":
+        c_in, h, wd = layer.in_shape
+        ok = w.ndim == 4 and w.shape[0] == layer.out_shape[0] and w.shape[1] == c_in
+        if ok:
+            (kh, kw), (sh, sw), (ph, pw) = w.shape[2:], layer.stride, layer.padding
+            expect = (w.shape[0], (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1)
+            ok = tuple(layer.out_shape) == expect
+    else:
+        ok = w.ndim == 2 and w.shape == (layer.out_shape[0], layer.in_shape[0])
+    if not ok:
+        raise UserError(
+            f"'{path}' {layer.name}: weight shape {w.shape} does not fit input {layer.in_shape} "
+            f"and output {layer.out_shape}; the file is damaged"
+        )
+    _check_range(path, layer.name, "weights", w, *dynamics.WEIGHT_MANT_RANGE)
+    _check_range(path, layer.name, "bias", np.asarray(layer.bias), *dynamics.BIAS_MANT_RANGE)
+    if layer.spiking:
+        _check_range(path, layer.name, "iDecay", layer.i_decay, *dynamics.I_DECAY_RANGE)
+        _check_range(path, layer.name, "vDecay", layer.v_decay, *dynamics.V_DECAY_RANGE)
+        _check_range(path, layer.name, "vThMant", layer.vth, *dynamics.VTH_MANT_RANGE)
 
 
 def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
@@ -236,9 +287,10 @@ def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
                         "dense", in_shape=(int(np.prod(shape)),), flatten_before=flatten, **common
                     )
                 flatten = False
+                validate_layer(Path(path), layer)
                 layers.append(layer)
                 shape = out_shape
-    except (KeyError, ValueError, StopIteration, OSError) as exc:
+    except (KeyError, ValueError, StopIteration, OSError, IndexError) as exc:
         raise UserError(f"'{path}' is damaged: {exc.__class__.__name__} while reading layers") from exc
     net = LoweredNet(input_shape, int(meta["num_steps"]), layers, meta["class_names"])
     return net, meta

@@ -8,13 +8,19 @@ whenever the model has per-layer neuron parameters; per-channel leaks or thresho
 rssnn extension file (same layout, (C,) parameter arrays), read by ``lava_procs``.
 With ``--verify N`` the exporter runs N images through the PyTorch fixed-point mode and through
 the file in Lava (Loihi2SimCfg, fixed point), compares every spike of every layer and the
-predicted classes, and fails (exit 2, file removed) on any mismatch unless --allow-mismatch.
+predicted classes, and fails (exit 2, no file written) on any mismatch unless --allow-mismatch.
+
+The file is written under a hidden temporary name beside --out and renamed only once it is
+complete (and verified, with --verify): an interrupted export leaves no --out. The file records
+``verified`` (true/false) and ``verification`` (how, or why not) in its /rssnn attributes.
+An existing --out is replaced only with --force.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--allow-mismatch", action="store_true", help="keep the file even if Lava and PyTorch disagree"
     )
+    ap.add_argument("--force", action="store_true", help="replace an existing --out file")
     ap.add_argument(
         "--accuracy-images",
         type=int,
@@ -60,16 +67,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def export(args: argparse.Namespace) -> dict[str, Any]:
+    from rssnn.errors import UserError
+    from rssnn.lava_guard import cleanup_on_exit
+    from train import checkpoint
+
+    out = Path(args.out)
+    if args.verify < 0:
+        raise UserError(f"--verify must be >= 0 images, got {args.verify}")
+    if args.accuracy_images < 0:
+        raise UserError(f"--accuracy-images must be >= 0, got {args.accuracy_images}")
+    if out.is_dir():
+        raise UserError(f"--out '{out}' is a folder; give a file name such as model.net")
+    if out.exists() and not args.force:
+        raise UserError(f"'{out}' exists; add --force to replace it or choose another --out")
+    ckpt_path = Path(args.checkpoint)
+    ckpt = checkpoint.load(ckpt_path)
+    if int(ckpt["model"].get("num_steps", 0)) < 1:
+        raise UserError(
+            f"checkpoint '{ckpt_path}' has num_steps={ckpt['model'].get('num_steps')}; T must be >= 1"
+        )
+    model = checkpoint.restore_model(ckpt, ckpt_path).eval()
+    for stale in out.parent.glob(f".{out.name}.*.partial"):  # left by a killed export
+        stale.unlink(missing_ok=True)
+    partial = out.parent / f".{out.name}.{os.getpid()}.partial"
+    try:
+        with cleanup_on_exit():
+            result = _export_to(partial, out, args, ckpt, ckpt_path, model)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return result
+
+
+def _export_to(partial: Path, out: Path, args, ckpt, ckpt_path: Path, model) -> dict[str, Any]:
+    """Write (and verify) the file at ``partial``; the caller renames it to ``out``."""
     from export import lowering, netx_file
     from rssnn.errors import UserError
     from train import checkpoint, data
 
-    ckpt_path = Path(args.checkpoint)
-    ckpt = checkpoint.load(ckpt_path)
-    model = checkpoint.restore_model(ckpt, ckpt_path).eval()
-    out = Path(args.out)
-    if out.is_dir():
-        raise UserError(f"--out '{out}' is a folder; give a file name such as model.net")
     t0 = time.perf_counter()
     net = lowering.lower(model, ckpt.get("class_names") or [str(i) for i in range(10)])
     cfg = ckpt.get("config", {})
@@ -79,27 +114,30 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
         model=ckpt["model"],
         source_checkpoint=str(ckpt_path),
         source_checkpoint_sha256=checkpoint.file_sha256(ckpt_path),
+        verified=False,
+        verification="not verified (--verify 0)",
     )
-    kind = netx_file.write(out, net, meta)
+    kind = netx_file.write(partial, net, meta)
     export_s = time.perf_counter() - t0
     print(
         f"wrote {out} ({kind} NetX file: {len(net.layers)} synapse layers, "
         f"T={net.num_steps}) in {export_s:.1f} s"
     )
-    result: dict[str, Any] = dict(file=str(out), kind=kind, export_seconds=export_s)
+    result: dict[str, Any] = dict(file=str(out), kind=kind, export_seconds=export_s, verified=False)
     if args.verify > 0:
         from export.verify import fixed_point_accuracy, verify
 
         split = data.load_run_split(args.data_root, ckpt["model"]["dataset"], args.split, cfg)
         n = min(args.verify, len(split))
-        report = verify(out, net, model, split.images[:n], split.labels[:n])
+        report = verify(partial, net, model, split.images[:n], split.labels[:n])
         m = min(max(args.accuracy_images, n), len(split))
         report["quantisation"] = fixed_point_accuracy(net, model, split.images[:m], split.labels[:m])
         report.update(file=str(out), kind=kind, split=args.split, checkpoint=str(ckpt_path))
         result["verification"] = report
         if args.verify_report:
-            Path(args.verify_report).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.verify_report).write_text(json.dumps(report, indent=2))
+            from rssnn.atomic import atomic_write_text
+
+            atomic_write_text(args.verify_report, json.dumps(report, indent=2))
         print(
             f"verified on {n} {args.split} images in Lava: {report['spike_mismatches']} "
             f"spike mismatches, prediction agreement {report['prediction_agreement']:.3f}; "
@@ -109,13 +147,19 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
             f"{report['quantisation']['float_accuracy']:.4f} vs fixed point "
             f"{report['quantisation']['fixed_point_accuracy']:.4f}"
         )
-        if (report["spike_mismatches"] or report["prediction_agreement"] < 1) and not args.allow_mismatch:
-            out.unlink(missing_ok=True)
+        exact = not report["spike_mismatches"] and report["prediction_agreement"] == 1
+        if not exact and not args.allow_mismatch:
             raise UserError(
                 f"Lava and the PyTorch fixed-point model disagree "
-                f"({report['spike_mismatches']} spike mismatches); '{out}' removed; "
+                f"({report['spike_mismatches']} spike mismatches); '{out}' not written; "
                 "see the report, or keep it with --allow-mismatch"
             )
+        detail = (
+            f"Lava Loihi2SimCfg fixed_pt vs PyTorch fixed point on {n} {args.split} images: "
+            f"{report['spike_mismatches']} spike mismatches, agreement {report['prediction_agreement']:.4f}"
+        )
+        netx_file.mark_verified(partial, exact, detail)
+        result["verified"] = exact
     return result
 
 

@@ -19,17 +19,26 @@ import torch
 
 from export.fixed_point import run_fixed
 from export.lowering import INPUT_MESSAGE_BITS, LoweredNet, encode_input
+from rssnn.lava_guard import cleanup_on_exit, run_steps, stop
 
 
-def run_lava(path: str | Path, net: LoweredNet, pixels: torch.Tensor, chunk: int = 64) -> dict[str, Any]:
+def run_lava(
+    path: str | Path,
+    net: LoweredNet,
+    pixels: torch.Tensor,
+    chunk: int = 64,
+    watchdog_s: float = 120.0,
+    fast_synapses: bool = True,
+) -> dict[str, Any]:
     """Run uint8 images [N, 3, H, W] through the file in Lava; spikes per spiking layer.
 
-    Returns ``spikes`` (list of bool arrays [N, C, H, W, T] / [N, F, T] in PyTorch order),
+    The file goes through stock ``netx.hdf5.Network``; the synapses run on our exact fast
+    models unless ``fast_synapses`` is False. Returns ``spikes`` (list of bool arrays
+    [N, C, H, W, T] / [N, F, T] in PyTorch order),
     ``logits`` (int64 [N, classes], the integer read-out applied to Lava's last spikes) and
     timing figures.
     """
     from lava.lib.dl import netx
-    from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
     from lava.proc.io.source import RingBuffer
@@ -69,19 +78,23 @@ def run_lava(path: str | Path, net: LoweredNet, pixels: torch.Tensor, chunk: int
     recorded = [np.zeros((*b.out.shape, total), dtype=bool) for b in blocks]
     build_s = time.perf_counter() - t0
     # The Extractor's model carries no tag: name it explicitly.
-    run_cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map={Extractor: PyLoihiExtractorModel})
+    from lava_procs.synapses.models import fast_synapse_map
+
+    exceptions = {Extractor: PyLoihiExtractorModel, **(fast_synapse_map() if fast_synapses else {})}
+    run_cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=exceptions)
+
+    def read_sinks(done: int, k: int) -> None:
+        for ex, rec in zip(extractors, recorded):
+            for j in range(k):
+                rec[..., done + j] = ex.receive() != 0
+
     t_run = time.perf_counter()
-    try:
-        done = 0
-        while done < total:
-            k = min(chunk, total - done)
-            lava_net.run(condition=RunSteps(num_steps=k), run_cfg=run_cfg)
-            for ex, rec in zip(extractors, recorded):
-                for j in range(k):
-                    rec[..., done + j] = ex.receive() != 0
-            done += k
-    finally:
-        lava_net.stop()
+    with cleanup_on_exit():
+        try:
+            run_steps(lava_net, total, run_cfg, chunk=chunk, watchdog_s=watchdog_s, after_chunk=read_sinks)
+        finally:
+            stop(lava_net)
+            lava_net.net_config.f.close()  # NetX keeps the HDF5 file open; the exporter edits it next
     run_s = time.perf_counter() - t_run
     spikes = []
     for k, rec in enumerate(recorded):

@@ -84,8 +84,12 @@ def parse_perturbation(text: str) -> dict[str, Any]:
     return dict(kind=kind, size=size, steps=steps)
 
 
-def select_backend(requested: str):
-    """(name, run config): Loihi 2 hardware only with lava-loihi and a board, else simulation."""
+def select_backend(requested: str, fast_synapses: bool = True):
+    """(name, run config): Loihi 2 hardware only with lava-loihi and a board, else simulation.
+
+    The simulation uses our exact fast synapse models (:mod:`lava_procs.synapses.models`)
+    unless ``fast_synapses`` is False (Lava's stock models, for comparison).
+    """
     from lava.magma.core.run_configs import Loihi2SimCfg
 
     from rssnn.errors import UserError
@@ -108,7 +112,13 @@ def select_backend(requested: str):
             "lava-loihi found, but rssnn-lava's processes have CPU models only so "
             "far (see docs/loihi2.md); use --backend sim"
         )
-    return "Loihi2SimCfg(fixed_pt)", Loihi2SimCfg(select_tag="fixed_pt")
+    from lava_procs.synapses.models import fast_synapse_map
+
+    if not fast_synapses:
+        return "Loihi2SimCfg(fixed_pt, stock synapse models)", Loihi2SimCfg(select_tag="fixed_pt")
+    return "Loihi2SimCfg(fixed_pt)", Loihi2SimCfg(
+        select_tag="fixed_pt", exception_proc_model_map=fast_synapse_map()
+    )
 
 
 def perturb_images(spec: dict[str, Any], pixels, labels, checkpoint_path: str | None, seed: int):
@@ -138,6 +148,28 @@ def perturb_images(spec: dict[str, Any], pixels, labels, checkpoint_path: str | 
             alpha = 2.5 * spec["size"] / spec["steps"]
             adv = perturb.pgd(model, x, labels, spec["size"], spec["steps"], alpha, gen)
     return torch.round(adv.clamp(0, 1) * 255).to(torch.uint8)
+
+
+def trusted_source_checkpoint(meta: dict[str, Any], net_path: str) -> str:
+    """The checkpoint a .net file names, only if its SHA-256 is the one the file records.
+
+    A file from elsewhere may name any path; loading an unexpected checkpoint is refused.
+    """
+    from rssnn.errors import UserError
+    from train.checkpoint import file_sha256
+
+    path, recorded = meta.get("source_checkpoint"), meta.get("source_checkpoint_sha256")
+    if not path or not Path(path).is_file():
+        raise UserError(
+            f"adversarial inputs are crafted on the float model: pass --checkpoint (the file "
+            f"'{net_path}' names '{path}', which does not exist here)"
+        )
+    if not recorded or file_sha256(path) != recorded:
+        raise UserError(
+            f"'{path}', named by '{net_path}', is not the checkpoint it was exported from "
+            "(SHA-256 differs); pass the right one with --checkpoint"
+        )
+    return path
 
 
 def pytorch_reference(net, clean, pert) -> dict[str, Any]:
@@ -197,7 +229,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from export import netx_file
     from lava_procs import runtime
+    from rssnn.atomic import atomic_write_text
     from rssnn.errors import UserError
+    from rssnn.lava_guard import cleanup_on_exit
     from train import data
 
     spec = parse_perturbation(args.perturb)
@@ -209,7 +243,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     split = data.load_run_split(args.data_root, meta.get("dataset", "cifar10"), args.split, cfg)
     n = min(args.limit, len(split))
     clean, labels = split.images[:n], split.labels[:n]
-    pert = perturb_images(spec, clean, labels, args.checkpoint or meta.get("source_checkpoint"), args.seed)
+    source = None
+    if spec["kind"] in ("fgsm", "pgd"):
+        source = args.checkpoint or trusted_source_checkpoint(meta, args.net)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pert = perturb_images(spec, clean, labels, source, args.seed)
     reference = pytorch_reference(net, clean, pert)
     graph = runtime.build_pair(net, clean, pert, monitor=not args.no_monitor)
     print(f"running {n} images x 2 copies on {backend}: {graph.total_steps} steps")
@@ -219,7 +258,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         unit="step",
         mininterval=0.5 if sys.stderr.isatty() else 30.0,
     ) as bar:
-        result = runtime.run(graph, run_cfg, watchdog_s=args.watchdog, progress=bar)
+        with cleanup_on_exit():
+            result = runtime.run(graph, run_cfg, watchdog_s=args.watchdog, progress=bar)
     pred_clean, pred_pert = result["predictions"]
     names = graph.clean.layer_names
     device_steps = [m["mppd"].tolist() for m in result["monitors"]]
@@ -253,9 +293,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         seconds_per_step=result["run_s"] / result["steps"],
         compile_and_first_chunk_s=result.get("compile_and_first_chunk_s"),
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    atomic_write_text(out, json.dumps(report, indent=2))
     if device_steps:
         plot_mppd(names, device_steps, f"on-device MPPD, {args.perturb}", out.with_suffix(".png"))
     rel = [

@@ -5,16 +5,12 @@ Both copies are built from one exported file, fed in lock-step by one
 runs what is connected), decoded by one :class:`ClassDecoder` each, and watched layer by layer
 by :class:`MembranePerturbationMonitor` processes.
 
-Running: the steps go in chunks; a watchdog stops a run whose chunk makes no progress within
-``watchdog_s`` seconds, and whatever happens (error, watchdog, Ctrl-C) the Lava runtime is
-stopped and any child process it left is terminated.
+Running goes through :mod:`rssnn.lava_guard`: chunks under a watchdog, and whatever happens
+(error, watchdog, Ctrl-C, SIGTERM) the Lava runtime is stopped and no worker survives.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +21,7 @@ from export.lowering import LoweredNet, encode_input
 from lava_procs.io.process import ClassDecoder, ImageEncoder
 from lava_procs.monitor.process import MembranePerturbationMonitor
 from lava_procs.network import FIRST_LAYER_DELAY, LavaNetwork, build
-from rssnn.errors import UserError
+from rssnn.lava_guard import run_steps, stop
 
 
 def to_lava_input(net: LoweredNet, pixels: torch.Tensor) -> np.ndarray:
@@ -96,98 +92,14 @@ def build_pair(
     return PairGraph(net, n, encoder, copies[0], copies[1] if len(copies) > 1 else None, decoders, monitors)
 
 
-def _failed_worker(proc: Any) -> str | None:
-    """The exception of a Lava worker process that died, if any.
-
-    A process model that raises ends its worker, but Lava 0.10 does not notice: the run hangs
-    (lava #178). Lava's ``SystemProcess`` keeps the exception; reading it through the runtime's
-    private message infrastructure is the only way in this (final) Lava release.
-    """
-    infra = getattr(getattr(proc, "runtime", None), "_messaging_infrastructure", None)
-    for actor in getattr(infra, "actors", None) or []:
-        if not actor.is_alive():
-            exc = actor.exception
-            if exc:
-                return str(exc[0]).strip().splitlines()[0] if str(exc[0]).strip() else repr(exc[0])
-    return None
-
-
-def _terminate_children(timeout: float = 5.0) -> int:
-    """Terminate every child process still alive (Lava's runtime workers); returns how many.
-
-    Lava's ``SystemProcess.join`` takes no timeout, so we wait on ``is_alive`` ourselves.
-    """
-    children = multiprocessing.active_children()
-    for child in children:
-        child.terminate()
-    deadline = time.monotonic() + timeout
-    while any(c.is_alive() for c in children) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for child in children:
-        if child.is_alive():
-            child.kill()
-    multiprocessing.active_children()  # reaps the finished ones
-    return len(children)
-
-
-def run_steps(
-    proc: Any, total: int, run_cfg: Any, chunk: int = 32, watchdog_s: float = 120.0, progress=None
-) -> dict[str, float]:
-    """Run ``total`` steps of the graph holding ``proc`` in chunks, under a watchdog.
-
-    On any failure (an error inside Lava, no progress within ``watchdog_s``, Ctrl-C) the
-    runtime is stopped and leftover worker processes are terminated before the error goes up.
-    """
-    from lava.magma.core.run_conditions import RunSteps
-
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    try:
-        done = 0
-        while done < total:
-            k = min(chunk, total - done)
-            errors: list[BaseException] = []
-
-            def step(k=k, errors=errors) -> None:
-                try:
-                    proc.run(condition=RunSteps(num_steps=k), run_cfg=run_cfg)
-                except BaseException as exc:  # re-raised in the caller's thread
-                    errors.append(exc)
-
-            worker = threading.Thread(target=step, daemon=True)
-            worker.start()
-            deadline = time.monotonic() + watchdog_s
-            while worker.is_alive() and time.monotonic() < deadline:
-                worker.join(0.2)
-                failure = _failed_worker(proc)
-                if failure:
-                    raise UserError(f"a Lava process failed at step {done}: {failure}")
-            if worker.is_alive():
-                raise UserError(
-                    f"Lava made no progress for {watchdog_s:g} s at step {done} of "
-                    f"{total}; run stopped (raise --watchdog if the machine is slow)"
-                )
-            if errors:
-                raise errors[0]
-            if done == 0:
-                timings["compile_and_first_chunk_s"] = time.perf_counter() - t0
-            done += k
-            if progress is not None:
-                progress.update(k)
-    except BaseException:
-        stop(proc, timeout=5.0)
-        raise
-    timings["run_s"] = time.perf_counter() - t0
-    return timings
-
-
 def run(
     graph: PairGraph, run_cfg: Any, chunk: int = 32, watchdog_s: float = 120.0, progress=None
 ) -> dict[str, Any]:
     """Run every step of ``graph``, then read the decoders and monitors; always cleans up."""
     proc = graph.encoder
     try:
-        timings = run_steps(proc, graph.total_steps, run_cfg, chunk, watchdog_s, progress)
+        advance = (lambda done, k: progress.update(k)) if progress is not None else None
+        timings = run_steps(proc, graph.total_steps, run_cfg, chunk, watchdog_s, advance)
         return dict(
             predictions=[d.predictions.get().astype(int) for d in graph.decoders],
             monitors=[m.results() for m in graph.monitors],
@@ -196,13 +108,3 @@ def run(
         )
     finally:
         stop(proc)
-
-
-def stop(proc: Any, timeout: float = 30.0) -> None:
-    """Stop the runtime (bounded in time, once), then make sure no worker process survives."""
-    if getattr(proc, "runtime", None) is not None and not getattr(proc, "_rssnn_stopped", False):
-        proc._rssnn_stopped = True
-        stopper = threading.Thread(target=proc.stop, daemon=True)
-        stopper.start()
-        stopper.join(timeout)
-    _terminate_children()

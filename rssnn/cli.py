@@ -6,6 +6,7 @@ rssnn export    [flags of export/to_netx.py]     NetX HDF5 + bit-exact verificat
 rssnn run       [flags of lava_procs.run]        Lava processes + on-device monitor
 rssnn demo      [flags of rssnn.demo]            the whole pipeline on a short budget
 rssnn report    RUN_FOLDER                       summary of a training run
+rssnn migrate-checkpoint --trust SRC DST         re-save a trusted old checkpoint safely
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ COMMANDS = {
     "run": "lava_procs.run",
     "demo": "rssnn.demo",
     "report": "rssnn.report",
+    "migrate-checkpoint": "train.migrate_checkpoint",
 }
 
 

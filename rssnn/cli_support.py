@@ -8,18 +8,24 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 
-def run_cli(command: Callable[[], Any]) -> int:
-    """Run ``command``; UserError -> 'error: ...' and exit 2, Ctrl-C -> exit 130."""
+def run_cli(command: Callable[[], Any], interrupted: str = "nothing half-written was left") -> int:
+    """Run ``command``; UserError -> 'error: ...' and exit 2; Ctrl-C, SIGTERM or SIGHUP -> one
+    line and exit 128 + the signal number (130, 143, 129), as a shell reports them."""
+    import signal
+
     from rssnn.errors import UserError
+    from rssnn.lava_guard import exit_signals_raise
 
     try:
-        command()
+        with exit_signals_raise():
+            command()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; the last checkpoint is kept (resume with --resume)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"interrupted ({signal.Signals(signum).name}); {interrupted}", file=sys.stderr)
+        return 128 + signum
     return 0
 
 

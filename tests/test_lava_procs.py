@@ -15,6 +15,7 @@ from test_export import PLANS, _calibrated
 from export import lowering, netx_file
 from lava_procs import runtime
 from lava_procs.run import pytorch_reference, select_backend
+from rssnn import lava_guard
 from rssnn.errors import UserError
 from train import data
 from train.models import SpikingNet
@@ -129,7 +130,7 @@ def test_watchdog_stops_a_hung_run():
     sink = Sink(shape=(1,), buffer=4)
     hang.s_out.connect(sink.a_in)
     with pytest.raises(UserError, match="no progress for 3 s"):
-        runtime.run_steps(hang, 4, Loihi2SimCfg(select_tag="fixed_pt"), chunk=4, watchdog_s=3)
+        lava_guard.run_steps(hang, 4, Loihi2SimCfg(select_tag="fixed_pt"), chunk=4, watchdog_s=3)
     assert multiprocessing.active_children() == []
 
 

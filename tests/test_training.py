@@ -156,7 +156,7 @@ def test_resume_rejects_corrupt_foreign_and_mismatched_checkpoints(cifar_root, t
     out = tmp_path / "run"
     assert _run_train(cifar_root, out, "--epochs", "1").returncode == 0
     other = _run_train(cifar_root, out, "--epochs", "2", "--resume", "--width", "8")
-    assert other.returncode == 2 and "from another model" in other.stderr
+    assert other.returncode == 2 and "changed flags (--width 4 -> 8)" in other.stderr
     again = _run_train(cifar_root, out, "--epochs", "2")
     assert again.returncode == 2 and "already holds a run" in again.stderr
     corrupt = tmp_path / "corrupt.pt"

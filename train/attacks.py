@@ -88,6 +88,8 @@ def parse_attacks(text: str) -> list[AttackSpec]:
                 # Reference step sizes at eps 8/255, scaled with eps; else 2.5 eps / steps.
                 default = PGD_ALPHA[steps] * eps / (8 / 255) if steps in PGD_ALPHA else 2.5 * eps / steps
                 alpha = parse_fraction(parts[3]) if len(parts) == 4 else default
+                if alpha <= 0:
+                    raise ValueError("the step size must be > 0")
                 specs.append(AttackSpec("pgd", eps, steps, alpha, text=item))
             else:
                 if len(parts) not in (2, 3):

@@ -1,49 +1,33 @@
-"""Checkpoints: atomic writes, validation of foreign or corrupt files, model reconstruction.
+"""Checkpoints: atomic writes, safe loading, validation of foreign or corrupt files, models.
 
 A checkpoint holds the model's constructor arguments, its state dict, the training state
 (optimiser, schedule, epoch, batch, RNG states), the run configuration and the class names:
 enough to rebuild the model without the training command line (architecture.md contract).
+
+Loading never executes code from the file: ``torch.load(weights_only=True)`` admits tensors
+and plain data (dict, list, str, numbers) only, which is all a checkpoint of ours holds. A file
+that needs more (an old or foreign pickle) is refused; :func:`migrate` converts one the user
+trusts, and only when asked to explicitly (``rssnn migrate-checkpoint --trust``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
+import json
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from rssnn.atomic import atomic_write_bytes  # noqa: F401  (re-exported for callers)
 from rssnn.errors import UserError
 from train.models import build_model
 from train.neurons import NeuronConfig
 
 FORMAT = "rssnn-lava-checkpoint"
 VERSION = 1
-
-
-def atomic_write_bytes(path: str | Path, write) -> None:
-    """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync, then rename over it.
-
-    A crash at any point leaves either the old file or the new one, never a partial file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are ordinary user files
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save(path: str | Path, payload: dict[str, Any]) -> None:
@@ -58,7 +42,19 @@ def load(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"checkpoint '{path}' does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported class" not in str(exc) and "Unsupported global" not in str(exc):
+            raise UserError(
+                f"checkpoint '{path}' is corrupt or not a PyTorch file "
+                "(UnpicklingError); use another checkpoint or start a new run"
+            ) from exc
+        # The pickle names a class or function: it carries objects that are not plain data.
+        raise UserError(
+            f"checkpoint '{path}' holds Python objects besides tensors and plain data, so "
+            "loading it could run code; it was not loaded. If you wrote it and trust it, convert "
+            "it once with 'rssnn migrate-checkpoint --trust SRC DST'"
+        ) from exc
     except Exception as exc:
         raise UserError(
             f"checkpoint '{path}' is corrupt or not a PyTorch file "
@@ -75,6 +71,35 @@ def load(path: str | Path) -> dict[str, Any]:
         if key not in ckpt:
             raise UserError(f"checkpoint '{path}' lacks '{key}'; it is truncated or damaged")
     return ckpt
+
+
+def migrate(src: str | Path, dst: str | Path) -> None:
+    """Re-save a trusted checkpoint so that it loads safely: full unpickling (this can run code
+    from ``src``; call it only on files you trust), then every non-tensor value reduced to plain
+    JSON data. The result loads with :func:`load`."""
+
+    def plain(obj: Any) -> Any:
+        if isinstance(obj, torch.Tensor):
+            return obj
+        if isinstance(obj, dict):
+            return {str(k) if not isinstance(k, int) else k: plain(v) for k, v in obj.items()}
+        if isinstance(obj, list | tuple):
+            return [plain(v) for v in obj]
+        return json.loads(json.dumps(obj, default=str))
+
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise UserError(f"checkpoint '{src}' does not exist")
+    if dst.exists():
+        raise UserError(f"'{dst}' exists; choose a new file name for the migrated checkpoint")
+    try:
+        ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise UserError(f"checkpoint '{src}' cannot be read ({exc.__class__.__name__})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise UserError(f"'{src}' is not an rssnn-lava checkpoint (written by another program)")
+    atomic_write_bytes(dst, lambda fh: torch.save(plain(ckpt), fh))
+    load(dst)  # the migrated file must load safely, or it is an error
 
 
 def model_spec(

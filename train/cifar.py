@@ -227,6 +227,18 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         (cfg["surrogate_width"] > 0, "--surrogate-width must be > 0"),
         (cfg["width"] >= 1, f"--width must be >= 1, got {cfg['width']}"),
         (cfg["pgd_steps"] >= 1, f"--pgd-steps must be >= 1, got {cfg['pgd_steps']}"),
+        (cfg["pgd_alpha"] > 0, f"--pgd-alpha must be > 0, got {cfg['pgd_alpha']:g}"),
+        (0 <= cfg["momentum"] < 1, f"--momentum must be in [0, 1), got {cfg['momentum']:g}"),
+        (cfg["weight_decay"] >= 0, f"--weight-decay must be >= 0, got {cfg['weight_decay']:g}"),
+        (cfg["neuron_lr_scale"] >= 0, f"--neuron-lr-scale must be >= 0, got {cfg['neuron_lr_scale']:g}"),
+        (cfg["eval_batch_size"] >= 1, f"--eval-batch-size must be >= 1, got {cfg['eval_batch_size']}"),
+        (cfg["checkpoint_every"] >= 0, f"--checkpoint-every must be >= 0, got {cfg['checkpoint_every']}"),
+        (cfg["max_minutes"] is None or cfg["max_minutes"] > 0, "--max-minutes must be > 0"),
+        (cfg["cutout"] >= 0, f"--cutout must be >= 0, got {cfg['cutout']}"),
+        (
+            cfg["train_limit"] is None or cfg["train_limit"] >= 1,
+            f"--train-limit must be >= 1, got {cfg['train_limit']}",
+        ),
     ]
     for ok, msg in checks:
         if not ok:
@@ -234,6 +246,27 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     if cfg["mppd_layers"] not in ("last", "all"):
         cfg["mppd_layers"] = [s.strip() for s in cfg["mppd_layers"].split(",") if s.strip()]
     return cfg
+
+
+# Flags that may differ on --resume: they change neither the model, the data nor the optimisation
+# of the steps already taken (--epochs extends or shortens the cosine schedule from here on).
+RESUMABLE_CHANGES = {
+    "epochs", "resume", "quiet", "max_minutes", "checkpoint_every", "device", "data_root",
+    "download", "eval_batch_size", "out",
+}  # fmt: skip
+
+
+def refuse_changed_flags(cfg: dict[str, Any], stored: dict[str, Any], path: Path) -> None:
+    """One line naming every flag that differs from the run being resumed (a UserError)."""
+    from rssnn.errors import UserError
+
+    changed = sorted(k for k in stored if k not in RESUMABLE_CHANGES and k in cfg and cfg[k] != stored[k])
+    if changed:
+        detail = ", ".join(f"--{k.replace('_', '-')} {stored[k]!r} -> {cfg[k]!r}" for k in changed)
+        raise UserError(
+            f"--resume of '{path}' with changed flags ({detail}): a resumed run keeps its "
+            "configuration; drop those flags or start a new run with another --out"
+        )
 
 
 def _environment() -> dict[str, Any]:
@@ -298,11 +331,15 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         cfg["model"], cfg["timesteps"], len(train_split.class_names), cfg["dataset"], cfg["width"], neuron
     )
     model = checkpoint.build_from_spec(spec)
-    trainer = Trainer(cfg, model, train_split, val_split, device, spec)
     out = Path(cfg["out"])
+    resume_ckpt = None
     if cfg["resume"]:
         path = out / "last.pt" if cfg["resume"] == "auto" else Path(cfg["resume"])
-        trainer.resume_from(checkpoint.load(path), path)
+        resume_ckpt = checkpoint.load(path)
+        refuse_changed_flags(cfg, resume_ckpt.get("config", {}), path)
+    trainer = Trainer(cfg, model, train_split, val_split, device, spec)
+    if resume_ckpt is not None:
+        trainer.resume_from(resume_ckpt, path)
         print(f"resuming {path}: epoch {trainer.epoch + 1}, batch {trainer.batch_in_epoch}")
     elif (out / "last.pt").exists():
         raise UserError(
@@ -349,7 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     from rssnn.cli_support import run_cli
 
     args = build_parser().parse_args(argv)
-    return run_cli(lambda: run(resolve_config(args)))
+    return run_cli(
+        lambda: run(resolve_config(args)), interrupted="the last checkpoint is kept (resume with --resume)"
+    )
 
 
 if __name__ == "__main__":

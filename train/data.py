@@ -96,12 +96,45 @@ def download(data_root: str | Path, dataset: str) -> Path:
     return resolve_root(root, dataset)
 
 
+class _ForbiddenGlobal(pickle.UnpicklingError):
+    """A pickle names a global outside the allow-list: it was not loaded."""
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickler that admits only what the official CIFAR python batches contain.
+
+    The batches are pickles, and a plain ``pickle.load`` runs whatever a crafted file names.
+    These are the only globals the official files (and numpy-written copies) refer to: numpy's
+    array and scalar reconstruction and ``_codecs.encode`` (how Python 3 pickles bytes at
+    protocol 2). Each only builds data from bytes.
+    """
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise _ForbiddenGlobal(f"it refers to '{module}.{name}', which a CIFAR batch never does")
+        return super().find_class(module, name)
+
+
 def _read_pickle(path: Path) -> dict:
     if not path.is_file():
         raise UserError(f"missing file '{path}'")
     try:
         with open(path, "rb") as fh:
-            obj = pickle.load(fh, encoding="bytes")
+            obj = _BatchUnpickler(fh, encoding="bytes").load()
+    except _ForbiddenGlobal as exc:
+        raise UserError(
+            f"'{path}' is not a plain CIFAR python batch and was not loaded ({exc}); "
+            "use the official files"
+        ) from exc
     except Exception as exc:
         raise UserError(
             f"'{path}' is not a readable CIFAR python batch ({exc.__class__.__name__}); "
@@ -115,25 +148,48 @@ def _read_pickle(path: Path) -> dict:
 def _read_batches(folder: Path, names: list[str], labels_key: bytes, num_classes: int):
     images, labels = [], []
     for name in names:
-        batch = _read_pickle(folder / name)
+        path = folder / name
+        batch = _read_pickle(path)
         data, lab = batch.get(b"data"), batch.get(labels_key)
         if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 or lab is None:
             raise UserError(
-                f"'{folder / name}' is malformed: expected 'data' of shape (N, 3072) "
+                f"'{path}' is malformed: expected 'data' of shape (N, 3072) "
                 f"and '{labels_key.decode()}'; re-download the dataset"
             )
+        if data.dtype != np.uint8:
+            raise UserError(
+                f"'{path}' holds {data.dtype} pixels; CIFAR batches hold uint8 values 0..255 "
+                "(convert the images to uint8 or re-download the dataset)"
+            )
+        if len(data) == 0:
+            raise UserError(f"'{path}' holds no images; re-download the dataset")
+        if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in lab):
+            raise UserError(f"'{path}' has non-integer labels; labels must be class indices")
         lab = np.asarray(lab, dtype=np.int64)
         if len(lab) != len(data) or lab.min() < 0 or lab.max() >= num_classes:
-            raise UserError(f"'{folder / name}' has labels that do not match its images")
+            raise UserError(
+                f"'{path}' has labels that do not match its images "
+                f"({len(lab)} labels for {len(data)} images, expected 0..{num_classes - 1})"
+            )
         images.append(data.reshape(-1, 3, 32, 32))
         labels.append(lab)
     return np.concatenate(images), np.concatenate(labels)
 
 
 def class_names(data_root: str | Path, dataset: str) -> list[str]:
+    """The dataset's class names from its meta file (checked: one name per class)."""
     spec = DATASETS[dataset]
-    meta = _read_pickle(resolve_root(data_root, dataset) / spec["meta"])
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in meta[spec["names_key"]]]
+    path = resolve_root(data_root, dataset) / spec["meta"]
+    names = _read_pickle(path).get(spec["names_key"])
+    key = spec["names_key"].decode()
+    if not isinstance(names, list) or not all(isinstance(n, bytes | str) for n in names):
+        raise UserError(f"'{path}' has no list of class names '{key}'; re-download the dataset")
+    if len(names) != spec["num_classes"]:
+        raise UserError(
+            f"'{path}' names {len(names)} classes, {dataset} has {spec['num_classes']}; "
+            "re-download the dataset"
+        )
+    return [n.decode() if isinstance(n, bytes) else n for n in names]
 
 
 def balanced_subset(

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from rssnn.atomic import atomic_write_text
 from rssnn.errors import UserError
 from train import checkpoint, data, mppd, perturb
 from train.models import constrain_, spiking_layers
@@ -173,7 +174,10 @@ class Trainer:
         self.cfg, self.model, self.device, self.spec = cfg, model.to(device), device, spec
         self.train_split, self.val_split = train_split, val_split
         self.out = Path(cfg["out"])
-        self.layers = mppd.select_layers(model, cfg["mppd_layers"])
+        try:
+            self.layers = mppd.select_layers(model, cfg["mppd_layers"])
+        except ValueError as exc:
+            raise UserError(f"--mppd-layers: {exc}") from exc
         self.batches_per_epoch = math.ceil(len(train_split) / cfg["batch_size"])
         self.opt, self.sched = make_optimizer(model, cfg, cfg["epochs"] * self.batches_per_epoch)
         self.epoch, self.batch_in_epoch, self.best_acc = 0, 0, -1.0
@@ -239,6 +243,8 @@ class Trainer:
         cfg = self.cfg
         deadline = time.monotonic() + 60 * cfg["max_minutes"] - self.elapsed if cfg["max_minutes"] else None
         stopped_early = False
+        for stale in self.out.glob(".*.tmp"):  # left by a kill during an atomic write
+            stale.unlink(missing_ok=True)
         if not (self.out / "last.pt").exists():
             self.save_last()  # a good state to fall back on from the very first batch
         while self.epoch < cfg["epochs"] and not stopped_early:
@@ -346,10 +352,12 @@ class Trainer:
         self.running = {k: 0 for k in self.running}
         is_best = val_acc > self.best_acc
         self.best_acc = max(self.best_acc, val_acc)
-        self.save_last()
+        # last.pt goes last: a kill before it resumes from the previous last.pt, which replays
+        # this epoch deterministically and rewrites best.pt and the metrics identically.
         if is_best:
             checkpoint.save(self.out / "best.pt", self.state())
         write_metrics(self.out, self.history, self.mppd_steps)
+        self.save_last()
         if not cfg["quiet"]:
             tqdm.write(
                 f"epoch {row['epoch']}: loss {row['train_loss']:.3f} train acc "
@@ -372,6 +380,6 @@ def write_metrics(
     writer = csv.DictWriter(buf, fieldnames=keys)
     writer.writeheader()
     writer.writerows(history)
-    checkpoint.atomic_write_bytes(out / "metrics.csv", lambda fh: fh.write(buf.getvalue().encode()))
+    atomic_write_text(out / "metrics.csv", buf.getvalue())
     payload = json.dumps(dict(epochs=history, mppd_per_step=mppd_steps), indent=1)
-    checkpoint.atomic_write_bytes(out / "metrics.json", lambda fh: fh.write(payload.encode()))
+    atomic_write_text(out / "metrics.json", payload)

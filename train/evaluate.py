@@ -71,6 +71,24 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def ensure_writable(out: Path) -> None:
+    """Fail now, with one line, if the results file cannot be written (not after the attacks)."""
+    import tempfile
+
+    from rssnn.errors import UserError
+
+    if out.is_dir():
+        raise UserError(f"--out '{out}' is a folder; give a file name such as results.json")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise UserError(
+            f"cannot write results to '{out}' ({exc.strerror or exc}); choose another --out"
+        ) from exc
+
+
 def _load_model(path: str, device):
     from train import checkpoint
 
@@ -319,10 +337,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise UserError(str(exc)) from exc
     if args.split not in ("val", "test"):
         raise UserError(f"unknown split '{args.split}': use val or test")
-    if args.limit < 1:
-        raise UserError(f"--limit must be >= 1, got {args.limit}")
+    for ok, msg in (
+        (args.limit >= 1, f"--limit must be >= 1, got {args.limit}"),
+        (args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}"),
+        (
+            args.attack_surrogate_width is None or args.attack_surrogate_width > 0,
+            f"--attack-surrogate-width must be > 0, got {args.attack_surrogate_width}",
+        ),
+        (
+            args.square_queries is None or args.square_queries >= 1,
+            f"--square-queries must be >= 1, got {args.square_queries}",
+        ),
+    ):
+        if not ok:
+            raise UserError(msg)
+    out = Path(args.out)
+    ensure_writable(out)  # before any attack runs, not after
     device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
     model, ckpt = _load_model(args.checkpoint, device)
+    source = _load_model(args.transfer_checkpoint, device)[0] if args.transfer_checkpoint else None
     cfg = ckpt.get("config", {})
     split = data.load_run_split(args.data_root, ckpt["model"]["dataset"], args.split, cfg)
     n = min(args.limit, len(split))
@@ -340,8 +373,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         quiet=args.quiet,
         square_queries=args.square_queries,
     )
-    if args.transfer_checkpoint:
-        source, _ = _load_model(args.transfer_checkpoint, device)
+    if source is not None:
         transfer_specs = [s for s in specs if s.kind in ("fgsm", "pgd") and s.eps < 64 / 255]
         transfer_specs = transfer_specs or parse_attacks("fgsm:8/255,pgd:8/255:7")
         rows += evaluate_attacks(
@@ -357,8 +389,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             label_suffix=" (transfer)",
         )
     checks = masking_checks(rows, n)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     result = dict(
         checkpoint=str(args.checkpoint),
         split=args.split,
@@ -370,9 +400,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows=rows,
         checks=checks,
     )
-    out.write_text(json.dumps(result, indent=2))
+    from rssnn.atomic import atomic_write_text
+
+    atomic_write_text(out, json.dumps(result, indent=2))
     table = markdown_table(rows, checks)
-    out.with_suffix(".md").write_text(table)
+    atomic_write_text(out.with_suffix(".md"), table)
     plots(rows, out)
     print(table, end="")
     for r in rows:

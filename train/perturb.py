@@ -9,6 +9,7 @@ The evaluation attacks (torchattacks) live in ``train.evaluate``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,14 +18,18 @@ from torch import nn
 
 
 def parse_fraction(text: str) -> float:
-    """'8/255' -> 0.0313...; '0.03' -> 0.03 (used by --sigma and --eps)."""
+    """'8/255' -> 0.0313...; '0.03' -> 0.03 (used by --sigma and --eps); finite values only."""
     try:
         if "/" in text:
             num, den = text.split("/", 1)
-            return float(num) / float(den)
-        return float(text)
+            value = float(num) / float(den)
+        else:
+            value = float(text)
     except (ValueError, ZeroDivisionError) as exc:
         raise ValueError(f"'{text}' is not a number or a fraction such as 8/255") from exc
+    if not math.isfinite(value):
+        raise ValueError(f"'{text}' is not a finite number; give a value such as 8/255")
+    return value
 
 
 def gaussian(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -1,0 +1,215 @@
+"""Running Lava graphs so that no worker outlives the command, whatever ends it.
+
+Lava 0.10 forks one OS process per process model and, left alone, leaves them running when the
+parent is stopped by a signal (SIGTERM from ``timeout``, ``kill`` or a job scheduler; SIGHUP from
+a closed terminal), hangs when a worker dies (lava #178), and its ``stop()`` may block. Here:
+
+* :func:`cleanup_on_exit` turns SIGTERM and SIGHUP into a :class:`Terminated` exception in the
+  parent (a ``KeyboardInterrupt``, so every cleanup path that handles Ctrl-C handles these too)
+  and terminates every child process on the way out;
+* forked workers (:func:`install_worker_guard`) ignore Ctrl-C, which the terminal sends to the
+  whole process group (the parent stops them in order), take SIGTERM/SIGHUP by default, and
+  exit on their own when the parent disappears, even by SIGKILL;
+* :func:`run_steps` runs a graph in chunks under a watchdog and detects dead workers.
+
+Lava is imported lazily: importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rssnn.errors import UserError
+
+ORPHAN_POLL_S = 0.5  # how often a worker checks that its parent is still alive
+
+
+class Terminated(KeyboardInterrupt):
+    """The command received SIGTERM or SIGHUP; ``signum`` says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
+
+
+@contextmanager
+def exit_signals_raise() -> Iterator[None]:
+    """While inside, SIGTERM and SIGHUP raise :class:`Terminated` (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.signal(s, _raise_terminated) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
+_guard_installed = False
+
+
+def _in_forked_worker() -> None:
+    parent = os.getppid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+    def watch_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_POLL_S)
+        os._exit(1)  # the parent is gone (even by SIGKILL): nobody will read our results
+
+    threading.Thread(target=watch_parent, name="rssnn-orphan-watch", daemon=True).start()
+
+
+def install_worker_guard() -> None:
+    """Give every process forked from now on (Lava's workers) the worker behaviour above."""
+    global _guard_installed
+    if not _guard_installed:
+        os.register_at_fork(after_in_child=_in_forked_worker)
+        _guard_installed = True
+
+
+def terminate_children(timeout: float = 5.0) -> int:
+    """Terminate every child process still alive (Lava's runtime workers); returns how many.
+
+    Lava's ``SystemProcess.join`` takes no timeout, so we wait on ``is_alive`` ourselves; a
+    process object Lava already closed raises ValueError, and is skipped.
+    """
+
+    def alive(child: Any) -> bool:
+        try:
+            return child.is_alive()
+        except ValueError:  # "process object is closed"
+            return False
+
+    try:
+        children = multiprocessing.active_children()
+    except ValueError:
+        children = []
+    for child in children:
+        if alive(child):
+            child.terminate()
+    deadline = time.monotonic() + timeout
+    while any(alive(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for child in children:
+        if alive(child):
+            child.kill()
+    try:
+        multiprocessing.active_children()  # reaps the finished ones
+    except ValueError:
+        pass
+    return len(children)
+
+
+@contextmanager
+def cleanup_on_exit() -> Iterator[None]:
+    """Lava work inside: signals end it cleanly and no child process survives it."""
+    install_worker_guard()
+    with exit_signals_raise():
+        try:
+            yield
+        finally:
+            terminate_children()
+
+
+def _failed_worker(proc: Any) -> str | None:
+    """The exception of a Lava worker process that died, if any.
+
+    A process model that raises ends its worker, but Lava 0.10 does not notice: the run hangs
+    (lava #178). Lava's ``SystemProcess`` keeps the exception; reading it through the runtime's
+    private message infrastructure is the only way in this (final) Lava release.
+    """
+    infra = getattr(getattr(proc, "runtime", None), "_messaging_infrastructure", None)
+    for actor in getattr(infra, "actors", None) or []:
+        try:
+            dead = not actor.is_alive()
+        except ValueError:
+            continue
+        if dead and actor.exception:
+            exc = actor.exception
+            return str(exc[0]).strip().splitlines()[0] if str(exc[0]).strip() else repr(exc[0])
+    return None
+
+
+def stop(proc: Any, timeout: float = 30.0) -> None:
+    """Stop the runtime (bounded in time, once), then make sure no worker process survives."""
+    if getattr(proc, "runtime", None) is not None and not getattr(proc, "_rssnn_stopped", False):
+        proc._rssnn_stopped = True
+        stopper = threading.Thread(target=proc.stop, daemon=True)
+        stopper.start()
+        stopper.join(timeout)
+    terminate_children()
+
+
+def run_steps(
+    proc: Any,
+    total: int,
+    run_cfg: Any,
+    chunk: int = 32,
+    watchdog_s: float = 120.0,
+    after_chunk: Callable[[int, int], None] | None = None,
+) -> dict[str, float]:
+    """Run ``total`` steps of the graph holding ``proc`` in chunks, under a watchdog.
+
+    ``after_chunk(done, k)`` runs after each chunk of ``k`` steps that started at step ``done``
+    (to read sinks, advance a progress bar). On any failure (an error inside Lava, no progress
+    within ``watchdog_s``, Ctrl-C, SIGTERM) the runtime is stopped and leftover worker processes
+    are terminated before the error goes up. The caller stops the runtime after success.
+    """
+    from lava.magma.core.run_conditions import RunSteps
+
+    install_worker_guard()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    try:
+        done = 0
+        while done < total:
+            k = min(chunk, total - done)
+            errors: list[BaseException] = []
+
+            def step(k=k, errors=errors) -> None:
+                try:
+                    proc.run(condition=RunSteps(num_steps=k), run_cfg=run_cfg)
+                except BaseException as exc:  # re-raised in the caller's thread
+                    errors.append(exc)
+
+            # Lava's run() blocks without a timeout; a thread lets the watchdog see a hang.
+            worker = threading.Thread(target=step, daemon=True)
+            worker.start()
+            deadline = time.monotonic() + watchdog_s
+            while worker.is_alive() and time.monotonic() < deadline:
+                worker.join(0.2)
+                failure = _failed_worker(proc)
+                if failure:
+                    raise UserError(f"a Lava process failed at step {done}: {failure}")
+            if worker.is_alive():
+                raise UserError(
+                    f"Lava made no progress for {watchdog_s:g} s at step {done} of "
+                    f"{total}; run stopped (raise --watchdog if the machine is slow)"
+                )
+            if errors:
+                raise errors[0]
+            if done == 0:
+                timings["compile_and_first_chunk_s"] = time.perf_counter() - t0
+            if after_chunk is not None:
+                after_chunk(done, k)
+            done += k
+    except BaseException:
+        stop(proc, timeout=5.0)
+        raise
+    timings["run_s"] = time.perf_counter() - t0
+    return timings
