@@ -253,13 +253,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     graph = runtime.build_pair(net, clean, pert, monitor=not args.no_monitor)
     print(f"running {n} images x 2 copies on {backend}: {graph.total_steps} steps")
     with tqdm(
-        total=graph.total_steps,
-        desc="lava steps",
-        unit="step",
+        total=n,
+        desc="lava (clean + perturbed)",
+        unit="image",
         mininterval=0.5 if sys.stderr.isatty() else 30.0,
     ) as bar:
         with cleanup_on_exit():
-            result = runtime.run(graph, run_cfg, watchdog_s=args.watchdog, progress=bar)
+            result = runtime.run(
+                graph, run_cfg, watchdog_s=args.watchdog, progress=lambda done: bar.update(done - bar.n)
+            )
     pred_clean, pred_pert = result["predictions"]
     names = graph.clean.layer_names
     device_steps = [m["mppd"].tolist() for m in result["monitors"]]

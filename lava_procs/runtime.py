@@ -11,6 +11,7 @@ Running goes through :mod:`rssnn.lava_guard`: chunks under a watchdog, and whate
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,12 +94,25 @@ def build_pair(
 
 
 def run(
-    graph: PairGraph, run_cfg: Any, chunk: int = 32, watchdog_s: float = 120.0, progress=None
+    graph: PairGraph,
+    run_cfg: Any,
+    chunk: int = 32,
+    watchdog_s: float = 120.0,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run every step of ``graph``, then read the decoders and monitors; always cleans up."""
+    """Run every step of ``graph``, then read the decoders and monitors; always cleans up.
+
+    ``progress(images)`` is called after every chunk with the number of images whose whole
+    window has passed the read-out.
+    """
     proc = graph.encoder
     try:
-        advance = (lambda done, k: progress.update(k)) if progress is not None else None
+        readout_delay = graph.total_steps - graph.num_images * graph.net.num_steps
+
+        def advance(done: int, k: int) -> None:
+            if progress is not None:
+                progress(max(0, min(graph.num_images, (done + k - readout_delay) // graph.net.num_steps)))
+
         timings = run_steps(proc, graph.total_steps, run_cfg, chunk, watchdog_s, advance)
         return dict(
             predictions=[d.predictions.get().astype(int) for d in graph.decoders],
