@@ -145,7 +145,7 @@ def perturb_images(spec: dict[str, Any], pixels, labels, checkpoint_path: str | 
         if spec["kind"] == "fgsm":
             adv = perturb.fgsm(model, x, labels, spec["size"], gen, jitter=0.0)
         else:
-            alpha = 2.5 * spec["size"] / spec["steps"]
+            alpha = perturb.default_pgd_alpha(spec["size"], spec["steps"])  # as train/evaluate.py
             adv = perturb.pgd(model, x, labels, spec["size"], spec["steps"], alpha, gen)
     return torch.round(adv.clamp(0, 1) * 255).to(torch.uint8)
 

@@ -206,3 +206,15 @@ def test_cli_reports_rows_checks_mppd_and_plots(cifar_root, tiny_run, tmp_path):
         )
         assert res.returncode == 2 and message in res.stderr, (args, res.stderr)
         assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_one_pgd_string_means_one_step_size_in_evaluate_and_the_lava_runner():
+    """'pgd:8/255:7' used to mean step 2.55/255 in evaluate and 2.86/255 in lava_procs.run."""
+    from lava_procs.run import parse_perturbation
+
+    for text in ("pgd:8/255:7", "pgd:4/255:10", "pgd:2/255:5"):
+        spec = parse_attacks(text)[0]
+        lava = parse_perturbation(text)
+        assert lava["size"] == spec.eps and lava["steps"] == spec.steps
+        assert perturb.default_pgd_alpha(lava["size"], lava["steps"]) == spec.alpha
+    assert parse_attacks("pgd:8/255:7")[0].alpha == pytest.approx(2.55 / 255)

@@ -18,11 +18,9 @@ import torch
 from torch import nn
 
 from train.models import spiking_layers
-from train.perturb import parse_fraction
+from train.perturb import default_pgd_alpha, parse_fraction
 
 KINDS = ("clean", "gn", "fgsm", "pgd", "apgd-ce", "apgd-dlr", "square", "ensemble")
-# The reference protocol (method.md §10): eps 8/255; PGD step sizes per step count.
-PGD_ALPHA = {7: 2.55 / 255, 10: 2 / 255, 20: 1 / 255, 40: 0.5 / 255}
 # pgd:8/255:20:2/255 shares PGD-10's step size, for the fixed-step monotonicity check.
 DEFAULT_ATTACKS = (
     "clean,fgsm:8/255,pgd:8/255:7,pgd:8/255:10,pgd:8/255:20,pgd:8/255:40,pgd:8/255:20:2/255,"
@@ -85,9 +83,7 @@ def parse_attacks(text: str) -> list[AttackSpec]:
                 steps = int(parts[2])
                 if steps < 1:
                     raise ValueError("steps must be >= 1")
-                # Reference step sizes at eps 8/255, scaled with eps; else 2.5 eps / steps.
-                default = PGD_ALPHA[steps] * eps / (8 / 255) if steps in PGD_ALPHA else 2.5 * eps / steps
-                alpha = parse_fraction(parts[3]) if len(parts) == 4 else default
+                alpha = parse_fraction(parts[3]) if len(parts) == 4 else default_pgd_alpha(eps, steps)
                 if alpha <= 0:
                     raise ValueError("the step size must be > 0")
                 specs.append(AttackSpec("pgd", eps, steps, alpha, text=item))

@@ -32,6 +32,18 @@ def parse_fraction(text: str) -> float:
     return value
 
 
+# The reference protocol's PGD step sizes at eps 8/255 (method.md §10), scaled with eps.
+PGD_ALPHA_AT_8 = {7: 2.55 / 255, 10: 2 / 255, 20: 1 / 255, 40: 0.5 / 255}
+
+
+def default_pgd_alpha(eps: float, steps: int) -> float:
+    """PGD step size when none is given: the reference's for 7/10/20/40 steps (scaled with eps),
+    else 2.5 eps / steps. One rule for ``train/evaluate.py`` and ``python -m lava_procs.run``."""
+    if steps in PGD_ALPHA_AT_8:
+        return PGD_ALPHA_AT_8[steps] * eps / (8 / 255)
+    return 2.5 * eps / steps
+
+
 def gaussian(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """x + sigma * N(0, I), unclamped (the reference's training noise)."""
     noise = torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
