@@ -88,7 +88,8 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
         )
     model = checkpoint.restore_model(ckpt, ckpt_path).eval()
     for stale in out.parent.glob(f".{out.name}.*.partial"):  # left by a killed export
-        stale.unlink(missing_ok=True)
+        if not _pid_alive(stale.name[len(out.name) + 2 : -len(".partial")]):  # not a running one
+            stale.unlink(missing_ok=True)
     partial = out.parent / f".{out.name}.{os.getpid()}.partial"
     try:
         with cleanup_on_exit():
@@ -97,6 +98,17 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         partial.unlink(missing_ok=True)
     return result
+
+
+def _pid_alive(text: str) -> bool:
+    """Whether the process whose PID a partial file's name carries is still running."""
+    try:
+        os.kill(int(text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _export_to(partial: Path, out: Path, args, ckpt, ckpt_path: Path, model) -> dict[str, Any]:
