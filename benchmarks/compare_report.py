@@ -172,8 +172,9 @@ def checks_lines(cells: list[dict]) -> list[str]:
     return lines
 
 
-def write_report(folder: Path, sweep_cell: str, timesteps: int) -> str:
-    cells = [c for c in load_cells(folder) if c["timesteps"] == timesteps]
+def write_report(folder: Path, sweep_cell: str, timesteps: int, docs: Path | None = DOCS) -> str:
+    """The report of the cells in ``folder``; also written into ``docs`` (None: not written)."""
+    cells = [c for c in load_cells(folder) if c["timesteps"] == timesteps and not c.get("lever")]
     if not cells:
         return "no finished cells yet"
     first = cells[0]
@@ -206,9 +207,10 @@ def write_report(folder: Path, sweep_cell: str, timesteps: int) -> str:
         ]
     )
     (folder / "summary.json").write_text(json.dumps(dict(accuracy=acc, effects=eff, sweep=sw), indent=1))
-    doc = DOCS.read_text() if DOCS.exists() else "# Results\n"
-    if BEGIN not in doc:
-        doc += f"\n{BEGIN}\n{END}\n"
-    head, rest = doc.split(BEGIN, 1)
-    DOCS.write_text(head + BEGIN + "\n" + text + "\n" + rest[rest.index(END) :])
+    if docs is not None:
+        doc = docs.read_text() if docs.exists() else "# Results\n"
+        if BEGIN not in doc:
+            doc += f"\n{BEGIN}\n{END}\n"
+        head, rest = doc.split(BEGIN, 1)
+        docs.write_text(head + BEGIN + "\n" + text + "\n" + rest[rest.index(END) :])
     return text

@@ -32,7 +32,8 @@ def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> float:
     if n == 0:
         return 1.0
     k = min(n10, n01)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
+    # exact integer ratio: 2.0**n overflows a float beyond n = 1023 discordant pairs
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / (1 << n)
     return min(1.0, 2.0 * tail)
 
 

@@ -22,6 +22,16 @@ def test_mcnemar_exact_matches_the_binomial_tail():
     assert mcnemar_exact(a, a) == 1.0
 
 
+def test_mcnemar_exact_holds_for_thousands_of_discordant_pairs():
+    # pooled over seeds, 6000 paired images give more than 1023 discordant pairs (2.0**n overflows)
+    a = np.array([1] * 700 + [0] * 700 + [1] * 100, bool)
+    b = np.array([0] * 700 + [1] * 700 + [1] * 100, bool)
+    assert mcnemar_exact(a, b) == 1.0  # 700 vs 700 discordant: no evidence
+    b2 = np.array([0] * 700 + [1] * 600 + [0] * 200, bool)
+    assert 0 < mcnemar_exact(a, b2) < 1e-4  # 800 vs 600 discordant: a clear effect
+    assert mcnemar_exact(b2, a) == mcnemar_exact(a, b2)  # two-sided
+
+
 def test_paired_difference_is_centred_and_covers_the_truth():
     rng = np.random.default_rng(0)
     n = 2000
