@@ -84,7 +84,7 @@ def plan(args: argparse.Namespace) -> list[Cell]:
                 cells += [(n, mode, r, seeds[mode][i], t, "") for n in ("lif", "dlif") for r in (0.0, 1.0)]
     neuron, mode = args.sweep_cell.split("-")
     if args.only in (None, "sweep"):
-        cells += [(neuron, mode, r, s, t, "") for s in args.sweep_seeds for r in SWEEP_RHOS]
+        cells += [(neuron, mode, r, s, t, "") for r in SWEEP_RHOS for s in args.sweep_seeds]
     if args.only in (None, "levers"):
         for s in args.lever_seeds:
             # the baselines each lever is paired with, then the levers
