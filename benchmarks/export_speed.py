@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 
 import rssnn  # noqa: F401
-from export import lowering, netx_file
+from export import lowering
 from export.verify import verify
+from rssnn import netx_file
 from train import checkpoint, data
 from train.models import build_model, calibrate_batchnorm
 

@@ -25,10 +25,11 @@ from pathlib import Path
 import torch
 
 import rssnn  # noqa: F401  (Lava's multiprocessing setup first)
-from export import lowering, netx_file
-from export.fixed_point import run_fixed
+from export import lowering
 from lava_procs import runtime
 from lava_procs.run import select_backend
+from rssnn import netx_file
+from rssnn.integer_forward import run_fixed
 from train import data
 from train.models import build_model, calibrate_batchnorm
 

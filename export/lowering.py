@@ -27,62 +27,14 @@ The model is never modified: lowering reads copies of its tensors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 from torch import nn
 
 from rssnn import dynamics
 from rssnn.errors import UserError
+from rssnn.lowered import PIXEL_LEVELS, LoweredLayer, LoweredNet
 from train.models import AvgPool, ConvUnit, DenseUnit, Flatten, SpikingNet
-
-PIXEL_LEVELS = 255  # input: 8-bit graded spikes carrying the raw pixel level
-INPUT_MESSAGE_BITS = 8
-
-
-@dataclass
-class LoweredLayer:
-    """One synapse (+ neuron) layer in Loihi integers. Shapes in PyTorch order (C, H, W)."""
-
-    kind: str  # "conv" or "dense"
-    name: str
-    weight: np.ndarray  # int64, conv (out, in, kh, kw) or dense (out, in)
-    bias: np.ndarray  # int64, (C,) per channel or (C, H, W) per neuron
-    in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
-    scale: float  # k: integer current units per float current unit
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    flatten_before: bool = False
-    spiking: bool = True  # False for the read-out (logits accumulated on the host side)
-    i_decay: np.ndarray | None = None  # int64 (C,)
-    v_decay: np.ndarray | None = None
-    vth: np.ndarray | None = None
-    limits: dict[str, float] = field(default_factory=dict)  # candidate scales, for the report
-
-    @property
-    def per_channel(self) -> bool:
-        return self.spiking and any(len(np.unique(p)) > 1 for p in (self.i_decay, self.v_decay, self.vth))
-
-
-@dataclass
-class LoweredNet:
-    """A model in Loihi integers: what the NetX file holds and what both simulators run.
-
-    ``input_shape`` includes the constant bias channel (the last input channel).
-    """
-
-    input_shape: tuple[int, int, int]
-    num_steps: int
-    layers: list[LoweredLayer]
-    class_names: list[str]
-
-
-def encode_input(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 images [N, 3, H, W] -> int64 graded input [N, 4, H, W]: pixels + bias channel."""
-    const = torch.full_like(pixels[:, :1], PIXEL_LEVELS)
-    return torch.cat([pixels, const], 1).to(torch.int64)
 
 
 def _fold_bn(w: torch.Tensor, norm: nn.Module | None, bias: torch.Tensor | None):

@@ -113,7 +113,8 @@ def _pid_alive(text: str) -> bool:
 
 def _export_to(partial: Path, out: Path, args, ckpt, ckpt_path: Path, model) -> dict[str, Any]:
     """Write (and verify) the file at ``partial``; the caller renames it to ``out``."""
-    from export import lowering, netx_file
+    from export import lowering
+    from rssnn import netx_file
     from rssnn.errors import UserError
     from train import checkpoint, data
 

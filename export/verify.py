@@ -1,4 +1,7 @@
-"""Verification: the exported file in Lava (Loihi2SimCfg, fixed point) vs the PyTorch fixed point.
+"""Verification: the exported file in Lava (Loihi2SimCfg, fixed point) vs the integer reference.
+
+The reference is :func:`rssnn.integer_forward.run_fixed` (numpy), the same arithmetic as the
+PyTorch fixed-point checks of training.
 
 Lava runs the file through stock ``lava.lib.dl.netx.hdf5.Network``: N images back to back from a
 RingBuffer, each repeated for T steps, with NetX's pipelined per-layer reset
@@ -17,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from export.fixed_point import run_fixed
-from export.lowering import INPUT_MESSAGE_BITS, LoweredNet, encode_input
+from rssnn.integer_forward import run_fixed
 from rssnn.lava_guard import cleanup_on_exit, run_steps, stop
+from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredNet, encode_input
 
 
 def run_lava(
@@ -47,7 +50,7 @@ def run_lava(
     n = pixels.shape[0]
     spiking = [layer for layer in net.layers if layer.spiking]
     total = n * steps_per_image + len(spiking) + 1
-    frames = encode_input(pixels).numpy().astype(np.int32)
+    frames = encode_input(pixels).astype(np.int32)
     if net.layers[0].kind == "dense":  # flattened input, (C, H, W) order as NetX expects
         frames = frames.reshape(n, -1)
     else:
@@ -104,13 +107,11 @@ def run_lava(
         )
         if windows.ndim == 5:  # N, W, H, C, T -> N, C, H, W, T
             windows = windows.transpose(0, 3, 2, 1, 4)
-        spikes.append(torch.from_numpy(windows.copy()))
+        spikes.append(windows.copy())
     readout = net.layers[-1]
-    last = spikes[-1].reshape(n, -1, steps_per_image).to(torch.float64)
-    logits = torch.einsum("oi,nit->no", torch.from_numpy(readout.weight).double(), last)
-    logits = torch.round(logits).to(torch.int64) + steps_per_image * torch.from_numpy(
-        np.asarray(readout.bias, dtype=np.int64)
-    ).view(1, -1)
+    last = spikes[-1].reshape(n, -1, steps_per_image).astype(np.float64)
+    logits = np.rint(np.einsum("oi,nit->no", readout.weight.astype(np.float64), last)).astype(np.int64)
+    logits = logits + steps_per_image * np.asarray(readout.bias, dtype=np.int64).reshape(1, -1)
     return dict(spikes=spikes, logits=logits, build_s=build_s, run_s=run_s, steps=total)
 
 
@@ -123,9 +124,9 @@ def compare(net: LoweredNet, lava: dict[str, Any], fixed: dict[str, Any]) -> dic
             mismatches=int((a != b).sum()),
             lava_spikes=int(a.sum()),
             pytorch_spikes=int(b.sum()),
-            entries=int(a.numel()),
+            entries=int(np.size(a)),
         )
-    agree = (lava["logits"].argmax(1) == fixed["logits"].argmax(1)).double().mean().item()
+    agree = float(np.mean(np.asarray(lava["logits"]).argmax(1) == np.asarray(fixed["logits"]).argmax(1)))
     return dict(
         spike_mismatches=sum(v["mismatches"] for v in per_layer.values()),
         per_layer=per_layer,
@@ -143,13 +144,14 @@ def verify(
     lava = run_lava(path, net, pixels)
     report = compare(net, lava, fixed)
     with torch.no_grad():
-        float_pred = model.eval()(pixels.float() / 255).argmax(1)
+        float_pred = model.eval()(pixels.float() / 255).argmax(1).numpy()
+    y, fixed_pred = labels.numpy(), fixed["logits"].argmax(1)
     report.update(
         n_images=int(len(labels)),
-        float_accuracy=(float_pred == labels).double().mean().item(),
-        fixed_point_accuracy=(fixed["logits"].argmax(1) == labels).double().mean().item(),
-        lava_accuracy=(lava["logits"].argmax(1) == labels).double().mean().item(),
-        float_fixed_agreement=(float_pred == fixed["logits"].argmax(1)).double().mean().item(),
+        float_accuracy=float(np.mean(float_pred == y)),
+        fixed_point_accuracy=float(np.mean(fixed_pred == y)),
+        lava_accuracy=float(np.mean(lava["logits"].argmax(1) == y)),
+        float_fixed_agreement=float(np.mean(float_pred == fixed_pred)),
         seconds=dict(
             pytorch_fixed=fixed_s,
             lava_build=lava["build_s"],
@@ -175,8 +177,9 @@ def fixed_point_accuracy(
     float_ok = fixed_ok = agree = 0
     for start in range(0, len(labels), batch_size):
         px, y = pixels[start : start + batch_size], labels[start : start + batch_size]
-        f = model(px.float() / 255).argmax(1)
+        f = model(px.float() / 255).argmax(1).numpy()
         q = run_fixed(net, px)["logits"].argmax(1)
+        y = y.numpy()
         float_ok += int((f == y).sum())
         fixed_ok += int((q == y).sum())
         agree += int((f == q).sum())

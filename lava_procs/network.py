@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from export.lowering import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet
 from lava_procs.dlif.process import DLIF
+from rssnn import dynamics
+from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet
 
 FIRST_LAYER_DELAY = 2  # source step + first synapse
 
@@ -58,8 +59,7 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
     ``reset_offset`` = 1 for a source that starts sending at step 1 (RingBuffer). ``gains``
     (per spiking layer, length T) enable the float model's per-step input gain.
     """
-    from lava.lib.dl.netx.blocks.process import Conv, Dense
-    from lava.lib.dl.netx.utils import optimize_weight_bits
+    from lava_procs.netx_blocks import Conv, Dense, optimize_weight_bits
 
     steps = net.num_steps
     blocks, neurons, names, leaks, scales = [], [], [], [], []
@@ -74,7 +74,7 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
                 vth=_per_neuron(layer.vth, shape[-1:]),
             )
         else:  # read-out: a non-leaky integrator that never fires
-            params = dict(i_decay=4096, v_decay=0, vth=(1 << 17) - 1)
+            params = dict(i_decay=dynamics.DECAY_UNITY, v_decay=0, vth=dynamics.VTH_MANT_RANGE[1])
         neuron_params = dict(
             neuron_proc=DLIF,
             bias_key="bias_mant",
@@ -120,7 +120,7 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
         if layer.spiking:
             neurons.append(block.neuron)
             names.append(layer.name)
-            leaks.append(1.0 - _per_neuron(layer.v_decay, shape) / 4096.0)
+            leaks.append(dynamics.v_decay_to_leak(_per_neuron(layer.v_decay, shape).astype(np.float64)))
             scales.append(layer.scale)
         input_bits = 0
         prev_shape = shape

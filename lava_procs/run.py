@@ -5,8 +5,9 @@
 
 Two copies of the network (clean and perturbed input) run in one compiled Lava graph; per
 spiking layer a monitor process measures the membrane-potential perturbation on the device.
-The same images go through the PyTorch fixed-point model for the agreement check and the
-PyTorch-side MPPD. Adversarial inputs (fgsm, pgd) are crafted in PyTorch on the float model of
+The same images go through the integer reference forward (:mod:`rssnn.integer_forward`) for the
+agreement check and the reference MPPD. Clean and Gaussian runs need Lava and the numpy core
+only, not torch; adversarial inputs (fgsm, pgd) are crafted in PyTorch on the float model of
 ``--checkpoint`` (white-box, through the surrogate) and rounded to 8-bit pixel levels.
 """
 
@@ -36,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--perturb",
         default="gaussian:8/255",
-        help="none | gaussian:SIGMA | fgsm:EPS | pgd:EPS:STEPS (default gaussian:8/255)",
+        help="clean | gn:SIGMA | fgsm:EPS | pgd:EPS:STEPS[:ALPHA], the grammar of train/evaluate.py "
+        "(none and gaussian:SIGMA are accepted too; default gaussian:8/255)",
     )
     ap.add_argument(
         "--checkpoint",
@@ -61,27 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def parse_perturbation(text: str) -> dict[str, Any]:
-    """'gaussian:8/255' -> {'kind': 'gaussian', 'size': 0.031}; UserError when malformed."""
-    from rssnn.errors import UserError
-    from train.perturb import parse_fraction
+RUNNER_KINDS = ("clean", "gn", "fgsm", "pgd")
 
-    parts = text.split(":")
-    kind = parts[0]
-    shapes = {"none": 1, "gaussian": 2, "fgsm": 2, "pgd": 3}
-    if kind not in shapes or len(parts) != shapes[kind]:
-        raise UserError(
-            f"unknown perturbation '{text}': use none, gaussian:SIGMA, fgsm:EPS or "
-            "pgd:EPS:STEPS (e.g. gaussian:8/255, pgd:8/255:7)"
-        )
+
+def parse_perturbation(text: str):
+    """One attack string of :mod:`rssnn.perturbation` that the runner can apply; UserError if not."""
+    from rssnn.errors import UserError
+    from rssnn.perturbation import parse_one
+
     try:
-        size = parse_fraction(parts[1]) if len(parts) > 1 else 0.0
-        steps = int(parts[2]) if kind == "pgd" else 0
+        return parse_one(text, RUNNER_KINDS)
     except ValueError as exc:
-        raise UserError(f"malformed perturbation '{text}': {exc}") from exc
-    if size < 0 or (kind == "pgd" and steps < 1):
-        raise UserError(f"perturbation '{text}' needs a size >= 0 and at least one PGD step")
-    return dict(kind=kind, size=size, steps=steps)
+        raise UserError(
+            f"--perturb: {exc} (use clean, gn:SIGMA, fgsm:EPS or pgd:EPS:STEPS[:ALPHA], "
+            "e.g. gn:8/255 or pgd:8/255:7)"
+        ) from exc
 
 
 def select_backend(requested: str, fast_synapses: bool = True):
@@ -121,33 +117,41 @@ def select_backend(requested: str, fast_synapses: bool = True):
     )
 
 
-def perturb_images(spec: dict[str, Any], pixels, labels, checkpoint_path: str | None, seed: int):
-    """uint8 [N, 3, H, W] -> perturbed uint8 images (rounded to the 8-bit input grid)."""
-    import torch
+def perturb_images(spec, pixels: np.ndarray, labels: np.ndarray, checkpoint_path: str | None, seed: int):
+    """uint8 [N, 3, H, W] -> perturbed uint8 images (rounded to the 8-bit input grid).
 
+    Gaussian noise is numpy; only fgsm/pgd import torch (to attack the float model).
+    """
     from rssnn.errors import UserError
-    from train import checkpoint, perturb
+    from rssnn.perturbation import gaussian_pixels
 
-    x = pixels.float() / 255
+    if spec.kind == "clean":
+        return pixels.copy()
+    if spec.kind == "gn":
+        return gaussian_pixels(pixels, spec.eps, seed)
+    if not checkpoint_path or not Path(checkpoint_path).is_file():
+        raise UserError(
+            f"--perturb {spec.kind} crafts adversarial examples on the float "
+            f"model: pass --checkpoint (not found: {checkpoint_path})"
+        )
+    try:
+        import torch
+
+        from train import checkpoint, perturb
+    except ImportError as exc:
+        raise UserError(
+            f"--perturb {spec.kind} crafts adversarial examples on the float model, which needs torch "
+            f"and SLAYER ({exc}); install the training stack, or run clean or gn:SIGMA here"
+        ) from exc
+    x, y = torch.from_numpy(pixels).float() / 255, torch.from_numpy(labels)
     gen = torch.Generator().manual_seed(seed)
-    if spec["kind"] == "none":
-        return pixels.clone()
-    if spec["kind"] == "gaussian":
-        adv = perturb.gaussian(x, spec["size"], gen)
-    else:
-        if not checkpoint_path or not Path(checkpoint_path).is_file():
-            raise UserError(
-                f"--perturb {spec['kind']} crafts adversarial examples on the float "
-                f"model: pass --checkpoint (not found: {checkpoint_path})"
-            )
-        ckpt = checkpoint.load(checkpoint_path)
-        model = checkpoint.restore_model(ckpt, checkpoint_path).eval()
-        if spec["kind"] == "fgsm":
-            adv = perturb.fgsm(model, x, labels, spec["size"], gen, jitter=0.0)
-        else:
-            alpha = perturb.default_pgd_alpha(spec["size"], spec["steps"])  # as train/evaluate.py
-            adv = perturb.pgd(model, x, labels, spec["size"], spec["steps"], alpha, gen)
-    return torch.round(adv.clamp(0, 1) * 255).to(torch.uint8)
+    ckpt = checkpoint.load(checkpoint_path)
+    model = checkpoint.restore_model(ckpt, checkpoint_path).eval()
+    if spec.kind == "fgsm":
+        adv = perturb.fgsm(model, x, y, spec.eps, gen, jitter=0.0)
+    else:  # the same step size as train/evaluate.py: the grammar fixed it
+        adv = perturb.pgd(model, x, y, spec.eps, spec.steps, spec.alpha, gen)
+    return torch.round(adv.clamp(0, 1) * 255).to(torch.uint8).numpy()
 
 
 def trusted_source_checkpoint(meta: dict[str, Any], net_path: str) -> str:
@@ -155,8 +159,8 @@ def trusted_source_checkpoint(meta: dict[str, Any], net_path: str) -> str:
 
     A file from elsewhere may name any path; loading an unexpected checkpoint is refused.
     """
+    from rssnn.atomic import file_sha256
     from rssnn.errors import UserError
-    from train.checkpoint import file_sha256
 
     path, recorded = meta.get("source_checkpoint"), meta.get("source_checkpoint_sha256")
     if not path or not Path(path).is_file():
@@ -170,39 +174,6 @@ def trusted_source_checkpoint(meta: dict[str, Any], net_path: str) -> str:
             "(SHA-256 differs); pass the right one with --checkpoint"
         )
     return path
-
-
-def pytorch_reference(net, clean, pert) -> dict[str, Any]:
-    """Predictions and per-layer MPPD of the PyTorch fixed-point model on the same images."""
-    import torch
-
-    from export.fixed_point import run_fixed
-    from rssnn import dynamics
-
-    a = run_fixed(net, clean, record_state=True)
-    b = run_fixed(net, pert, record_state=True)
-    per_step, true_per_step = [], []
-    spiking = [layer for layer in net.layers if layer.spiking]
-    for layer, uc, up, vc, vp in zip(spiking, a["currents"], b["currents"], a["voltages"], b["voltages"]):
-        scale = 1.0 / (64.0 * layer.scale)
-        leak = (1.0 - torch.from_numpy(layer.v_decay.astype(np.float64)) / 4096.0).view(
-            (-1,) + (1,) * (uc.dim() - 3)
-        )
-        eps = torch.zeros_like(uc[..., 0], dtype=torch.float64)
-        steps_mppd, steps_mpp = [], []
-        for t in range(uc.shape[-1]):
-            eps = dynamics.mppd_step(eps, leak, (uc[..., t] - up[..., t]).double() * scale)
-            steps_mppd.append(eps.pow(2).flatten(1).mean(1).mean().item())
-            dv = (vc[..., t] - vp[..., t]).double() * scale
-            steps_mpp.append(dv.pow(2).flatten(1).mean(1).mean().item())
-        per_step.append(steps_mppd)
-        true_per_step.append(steps_mpp)
-    return dict(
-        pred_clean=a["logits"].argmax(1),
-        pred_pert=b["logits"].argmax(1),
-        mppd_per_step=per_step,
-        mpp_per_step=true_per_step,
-    )
 
 
 def plot_mppd(names: list[str], per_step: list[list[float]], title: str, path: Path) -> None:
@@ -227,12 +198,12 @@ def plot_mppd(names: list[str], per_step: list[list[float]], title: str, path: P
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from export import netx_file
     from lava_procs import runtime
+    from rssnn import cifar, netx_file
     from rssnn.atomic import atomic_write_text
     from rssnn.errors import UserError
+    from rssnn.integer_forward import mppd_reference
     from rssnn.lava_guard import cleanup_on_exit
-    from train import data
 
     spec = parse_perturbation(args.perturb)
     if args.limit < 1:
@@ -240,16 +211,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     net, meta = netx_file.read(args.net)
     backend, run_cfg = select_backend(args.backend)
     cfg = json.loads(meta.get("training_config", "{}") or "{}")
-    split = data.load_run_split(args.data_root, meta.get("dataset", "cifar10"), args.split, cfg)
-    n = min(args.limit, len(split))
-    clean, labels = split.images[:n], split.labels[:n]
+    images, all_labels, _ = cifar.load_run_split(
+        args.data_root, meta.get("dataset", "cifar10"), args.split, cfg
+    )
+    n = min(args.limit, len(all_labels))
+    clean, labels = images[:n], all_labels[:n]
     source = None
-    if spec["kind"] in ("fgsm", "pgd"):
+    if spec.kind in ("fgsm", "pgd"):
         source = args.checkpoint or trusted_source_checkpoint(meta, args.net)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     pert = perturb_images(spec, clean, labels, source, args.seed)
-    reference = pytorch_reference(net, clean, pert)
+    reference = mppd_reference(net, clean, pert)
     graph = runtime.build_pair(net, clean, pert, monitor=not args.no_monitor)
     print(f"running {n} images x 2 copies on {backend}: {graph.total_steps} steps")
     with tqdm(
@@ -271,14 +244,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         split=args.split,
         n_images=n,
         perturbation=args.perturb,
-        accuracy_clean=float((pred_clean == labels.numpy()).mean()),
-        accuracy_perturbed=float((pred_pert == labels.numpy()).mean()),
+        accuracy_clean=float((pred_clean == labels).mean()),
+        accuracy_perturbed=float((pred_pert == labels).mean()),
         agreement_with_pytorch=float(
             np.mean(
                 np.concatenate(
                     [
-                        pred_clean == reference["pred_clean"].numpy(),
-                        pred_pert == reference["pred_pert"].numpy(),
+                        pred_clean == reference["pred_clean"],
+                        pred_pert == reference["pred_pert"],
                     ]
                 )
             )

@@ -16,18 +16,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
-from export.lowering import LoweredNet, encode_input
 from lava_procs.io.process import ClassDecoder, ImageEncoder
 from lava_procs.monitor.process import MembranePerturbationMonitor
 from lava_procs.network import FIRST_LAYER_DELAY, LavaNetwork, build
+from rssnn import dynamics
 from rssnn.lava_guard import run_steps, stop
+from rssnn.lowered import LoweredNet, encode_input
 
 
-def to_lava_input(net: LoweredNet, pixels: torch.Tensor) -> np.ndarray:
+def to_lava_input(net: LoweredNet, pixels: np.ndarray) -> np.ndarray:
     """uint8 images [N, 3, H, W] -> graded input in Lava order, bias channel included."""
-    x = encode_input(pixels).numpy()
+    x = encode_input(pixels)
     if net.layers[0].kind == "dense":
         return x.reshape(len(x), -1)
     return x.transpose(0, 3, 2, 1)
@@ -51,7 +51,7 @@ class PairGraph:
 
 
 def build_pair(
-    net: LoweredNet, clean: torch.Tensor, perturbed: torch.Tensor | None, monitor: bool = True
+    net: LoweredNet, clean: np.ndarray, perturbed: np.ndarray | None, monitor: bool = True
 ) -> PairGraph:
     """Lava graph for N clean (and N perturbed) uint8 images [N, 3, H, W]."""
     n = len(clean)
@@ -83,7 +83,7 @@ def build_pair(
                 shape=nc.a_in.shape,
                 num_steps=net.num_steps,
                 leak=copies[0].leaks[k],
-                scale=1.0 / (64.0 * copies[0].scales[k]),
+                scale=dynamics.state_to_float(1.0, copies[0].scales[k]),
                 window_start=FIRST_LAYER_DELAY + k,
                 num_images=n,
                 name=f"monitor:{copies[0].layer_names[k]}",

@@ -1,10 +1,18 @@
 """rssnn-lava: robust, stable spiking neural networks, trained in SLAYER, deployed on Lava.
 
+The package is the numpy-only core (integer dynamics, the lowered network, the NetX file, the
+integer reference forward, MPPD, CIFAR reading, the perturbation grammar); ``train``,
+``export`` and ``lava_procs`` build on it.
+
 Lava's runtime calls ``multiprocessing.set_start_method('fork')`` when first imported and
 raises if any start method is already fixed, which tqdm's locks and numba's parallel launcher
-both do. Every entry point imports this package first, so Lava's setting comes first (0.2 s).
+both do. Every entry point imports this package first, so Lava's setting comes first (0.2 s);
+without Lava installed the core works as well.
 """
 
-import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
+try:
+    import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
+except ImportError:  # the core needs numpy and h5py only
+    pass
 
 __version__ = "0.1.0"

@@ -36,3 +36,14 @@ def atomic_write_bytes(path: str | Path, write: Callable[[IO[bytes]], object]) -
 def atomic_write_text(path: str | Path, text: str) -> None:
     """:func:`atomic_write_bytes` for UTF-8 text."""
     atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
+
+
+def file_sha256(path: str | Path) -> str:
+    """Content hash of a file (the exporter records its source checkpoint's hash)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

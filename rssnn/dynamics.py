@@ -88,9 +88,33 @@ def cuba_step(
     return u, v, spikes
 
 
+def float_lif_update(u: Any, h: Any, x: Any, current_leak: Any, leak: Any, threshold: Any, spike: Any = None):
+    """One step of the float DLIF before its reset (training, and Lava's floating-point model).
+
+    ``u = current_leak u + x``, ``m = leak h + u``, ``s = spike(m - threshold)``; ``h`` is the
+    post-reset membrane of the previous step. ``spike`` defaults to the Heaviside ``m >= threshold``
+    (training passes its surrogate-gradient function). Returns (u, m, s); the caller resets
+    ``h = m (1 - s)``, in whatever way its gradients need.
+    """
+    u = current_leak * u + x
+    m = leak * h + u
+    s = (m - threshold >= 0) if spike is None else spike(m - threshold)
+    return u, m, s
+
+
 def leak_to_v_decay(leak: Any) -> Any:
     """Float leak ``lam`` in [1/4096, 1] to Loihi's ``vDecay`` (rounded, caller casts to int)."""
     return (1.0 - leak) * DECAY_UNITY
+
+
+def v_decay_to_leak(v_decay: Any) -> Any:
+    """Loihi's ``vDecay`` to the float leak ``lam = 1 - vDecay / 4096`` (inverse of the above)."""
+    return 1.0 - v_decay / DECAY_UNITY
+
+
+def state_to_float(state: Any, scale: float) -> Any:
+    """Integer u or v to float current/membrane units: the lowering makes ``v = 64 k m``."""
+    return state / ((1 << VTH_SHIFT) * scale)
 
 
 def mppd_step(eps: Any, leak: Any, delta_current: Any) -> Any:

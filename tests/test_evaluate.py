@@ -212,9 +212,16 @@ def test_one_pgd_string_means_one_step_size_in_evaluate_and_the_lava_runner():
     """'pgd:8/255:7' used to mean step 2.55/255 in evaluate and 2.86/255 in lava_procs.run."""
     from lava_procs.run import parse_perturbation
 
-    for text in ("pgd:8/255:7", "pgd:4/255:10", "pgd:2/255:5"):
-        spec = parse_attacks(text)[0]
-        lava = parse_perturbation(text)
-        assert lava["size"] == spec.eps and lava["steps"] == spec.steps
-        assert perturb.default_pgd_alpha(lava["size"], lava["steps"]) == spec.alpha
+    for text in (
+        "pgd:8/255:7",
+        "pgd:4/255:10",
+        "pgd:2/255:5",
+        "pgd:8/255:20:2/255",
+        "fgsm:4/255",
+        "gn:8/255",
+    ):
+        assert parse_perturbation(text) == parse_attacks(text)[0]  # one parser, one meaning
+    assert parse_perturbation("gaussian:8/255").kind == parse_perturbation("gn:8/255").kind == "gn"
+    assert parse_perturbation("none").kind == "clean"
+    assert parse_attacks("pgd:8/255:7")[0].alpha == perturb.default_pgd_alpha(8 / 255, 7)
     assert parse_attacks("pgd:8/255:7")[0].alpha == pytest.approx(2.55 / 255)

@@ -12,14 +12,15 @@ import torch
 from conftest import ROOT, run_cli
 from test_export import PLANS, _calibrated
 
-from export import lowering, netx_file
+from export import lowering
 from lava_procs import runtime
-from lava_procs.run import pytorch_reference, select_backend
-from rssnn import lava_guard
+from lava_procs.run import select_backend
+from rssnn import dynamics, lava_guard, netx_file
 from rssnn.errors import UserError
+from rssnn.integer_forward import lif_sequence, mppd_reference
 from train import data
 from train.models import SpikingNet
-from train.neurons import NeuronConfig, loihi_lif_sequence
+from train.neurons import NeuronConfig
 
 
 def _run_dlif(shape, a_in, params, steps, reset_interval, tag="fixed_pt", gain=None):
@@ -55,17 +56,12 @@ def test_dlif_process_equals_pytorch_fixed_point_with_per_neuron_parameters():
     lava = _run_dlif((c,), a_in.astype(np.int32), params, steps, window)
     # PyTorch: each reset window is an independent image; window k starts at step 1 + k * 4.
     for k in range(steps // window):
-        seg = torch.from_numpy(a_in[:, k * window : (k + 1) * window]).view(1, c, window)
-        want = loihi_lif_sequence(
-            seg,
-            params["i_decay"],
-            params["v_decay"],
-            params["vth"],
-            torch.from_numpy(params["bias_mant"]),
-            window,
+        seg = a_in[:, k * window : (k + 1) * window].reshape(1, c, window)
+        want = lif_sequence(
+            seg, params["i_decay"], params["v_decay"], params["vth"], params["bias_mant"], window
         )[0]
         got = lava[:, k * window : (k + 1) * window].astype(bool)
-        assert np.array_equal(got, want.numpy()), k
+        assert np.array_equal(got, want), k
     assert lava.sum() > 5
 
 
@@ -76,6 +72,41 @@ def test_dlif_float_model_applies_the_per_step_gain():
     out = _run_dlif((2,), a_in, params, steps, steps, tag="floating_pt", gain=np.array([1.0, 0.0, 2.0, 1.0]))
     # window starts at step 2 (reset_offset 1): gains apply in order 1, 0, 2, 1 -> v 10, 10, 30
     assert out[0].tolist() == [0.0, 0.0, 1.0, 0.0]
+
+
+def test_float_lava_dlif_equals_the_training_dlif_on_real_currents(cifar_root):
+    """Lava's floating-point DLIF and training's DLIF fire on the same steps (m >= threshold).
+
+    Currents: a real CIFAR image through a random conv, 4 images x T = 4 steps as independent
+    reset windows; per-neuron leaks and thresholds, some thresholds set to values the membrane
+    reaches exactly, where a strict comparison (the old Lava model's m > vth) differs.
+    """
+    from train.neurons import dlif_reference
+
+    split = data.load_split(cifar_root, "cifar10", "val", val_size=200, seed=0)
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    with torch.no_grad():
+        currents = conv(split.images[:4].float() / 255)[:, :, 10:13, 10:13].reshape(4, -1)  # [4, 36]
+    c, window = currents.shape[1], 4
+    # The process holds integer parameters (the file's units): currents in 1/64 units, rounded.
+    x = torch.round(64 * currents.double()).T.unsqueeze(-1).repeat(1, 1, window)  # neuron, image, step
+    x[:, :, 1] = torch.round(0.5 * x[:, :, 1])  # a time-varying input
+    v_decay = np.arange(c) * 100 % 4096
+    leak = torch.from_numpy(dynamics.v_decay_to_leak(v_decay.astype(np.float64)))
+    threshold = torch.round(x[:, 0, 0].abs() * 0.9) + 1
+    threshold[::5] = x[::5, 0, 0].clamp(min=1)  # the first step's membrane itself: fires only with >=
+    params = dict(i_decay=np.full(c, 4096), v_decay=v_decay, vth=threshold.numpy(), bias_mant=np.zeros(c))
+    a_in = x.reshape(c, -1).numpy()  # images back to back
+    lava = _run_dlif((c,), a_in, params, a_in.shape[1], window, tag="floating_pt")
+    for k in range(4):
+        seg = x[:, k].reshape(1, c, window)
+        want, _ = dlif_reference(
+            seg, leak.view(1, c, 1).squeeze(-1), threshold, torch.zeros(c), window, 1.0, False
+        )
+        got = lava[:, k * window : (k + 1) * window].astype(bool)
+        assert np.array_equal(got, want[0].bool().numpy()), k
+    assert 5 < lava.sum() < lava.size - 5  # both firing and silent steps are compared
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +127,7 @@ def test_monitor_equals_pytorch_mppd_and_many_images_match_per_image_runs(tiny_n
     pert = (clean.int() + noise).clamp(0, 255).to(torch.uint8)
     graph = runtime.build_pair(net, clean, pert)
     result = runtime.run(graph, select_backend("sim")[1])
-    reference = pytorch_reference(net, clean, pert)
+    reference = mppd_reference(net, clean, pert)
     assert result["predictions"][0].tolist() == reference["pred_clean"].tolist()
     assert result["predictions"][1].tolist() == reference["pred_pert"].tolist()
     for mon, mppd, mpp in zip(result["monitors"], reference["mppd_per_step"], reference["mpp_per_step"]):
@@ -106,7 +137,7 @@ def test_monitor_equals_pytorch_mppd_and_many_images_match_per_image_runs(tiny_n
         np.testing.assert_allclose(mon["mpp"], mpp, rtol=1e-9)
     # One image at a time through PyTorch gives the same answers as the pipelined Lava run.
     for i in range(6):
-        alone = pytorch_reference(net, clean[i : i + 1], pert[i : i + 1])
+        alone = mppd_reference(net, clean[i : i + 1], pert[i : i + 1])
         assert alone["pred_clean"].item() == result["predictions"][0][i]
     assert multiprocessing.active_children() == []
 
@@ -171,14 +202,50 @@ def test_runner_end_to_end_on_three_images(cifar_root, trained_export, perturb):
         assert key in report
 
 
+TORCH_BLOCKER = """
+import importlib.abc, sys
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("torch", "torchvision", "torchattacks"):
+            raise ImportError(f"{name} is not installed here")
+sys.meta_path.insert(0, NoTorch())
+"""
+
+
+@pytest.mark.parametrize("perturb", ["gn:8/255", "clean"])
+def test_runner_needs_neither_torch_nor_slayer(cifar_root, trained_export, perturb):
+    """A deployment host has Lava and the numpy core only: clean and Gaussian runs work there."""
+    out = trained_export / f"report-notorch-{perturb.split(':')[0]}.json"
+    args = ["--net", str(trained_export / "m.net"), "--data-root", str(cifar_root), "--limit", "2"]
+    args += ["--perturb", perturb, "--out", str(out)]
+    code = TORCH_BLOCKER + (
+        "from lava_procs.run import main\n"
+        f"rc = main({args!r})\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision'))\n"
+        "assert not loaded, loaded\n"
+        "sys.exit(rc)\n"
+    )
+    res = run_cli("-c", code)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["n_images"] == 2 and report["agreement_with_pytorch"] == 1.0
+    assert len(report["mppd_per_layer"]) == 6
+    args[args.index(perturb)] = "fgsm:8/255"
+    res = run_cli("-c", TORCH_BLOCKER + f"from lava_procs.run import main\nsys.exit(main({args!r}))\n")
+    # attacks are crafted on the float model: one clear line saying what is missing
+    assert res.returncode == 2 and "needs torch" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
 def test_runner_bad_input_fails_with_one_line(cifar_root, trained_export, tmp_path):
     foreign = tmp_path / "foreign.net"
     foreign.write_bytes(b"\x89HDF\r\n\x1a\nnot really")
     net = str(trained_export / "m.net")
     cases = [
         (["--net", str(foreign)], "not a readable HDF5 file"),
-        (["--net", net, "--perturb", "blur:3"], "unknown perturbation"),
-        (["--net", net, "--perturb", "pgd:8/255:0"], "at least one PGD step"),
+        (["--net", net, "--perturb", "blur:3"], "unknown attack"),
+        (["--net", net, "--perturb", "pgd:8/255:0"], "steps must be >= 1"),
+        (["--net", net, "--perturb", "apgd-ce:8/255"], "runs clean, gn, fgsm, pgd only"),
         (
             ["--net", net, "--perturb", "fgsm:8/255", "--checkpoint", str(tmp_path / "no.pt")],
             "pass --checkpoint",

@@ -255,7 +255,8 @@ def test_bad_evaluation_input_fails_before_any_attack(tiny_run, capsys, flags, m
 
 
 def test_export_refuses_bad_input_and_never_leaves_an_unverified_file(tiny_run, tmp_path, capsys):
-    from export import netx_file, to_netx
+    from export import to_netx
+    from rssnn import netx_file
 
     ckpt = str(tiny_run / "best.pt")
     out = tmp_path / "m.net"
@@ -288,7 +289,8 @@ def _damaged_copy(src: Path, dst: Path, edit) -> Path:
 
 
 def test_damaged_or_out_of_range_netx_files_are_refused(tiny_run, tmp_path):
-    from export import netx_file, to_netx
+    from export import to_netx
+    from rssnn import netx_file
 
     good = tmp_path / "good.net"
     assert to_netx.main(["--checkpoint", str(tiny_run / "best.pt"), "--out", str(good)]) == 0

@@ -12,93 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from rssnn.perturbation import DEFAULT_ATTACKS, KINDS, SQUARE_QUERIES, AttackSpec, parse_attacks  # noqa: F401
 from train.models import spiking_layers
-from train.perturb import default_pgd_alpha, parse_fraction
 
-KINDS = ("clean", "gn", "fgsm", "pgd", "apgd-ce", "apgd-dlr", "square", "ensemble")
-# pgd:8/255:20:2/255 shares PGD-10's step size, for the fixed-step monotonicity check.
-DEFAULT_ATTACKS = (
-    "clean,fgsm:8/255,pgd:8/255:7,pgd:8/255:10,pgd:8/255:20,pgd:8/255:40,pgd:8/255:20:2/255,"
-    "apgd-ce:8/255:10,apgd-dlr:8/255:10,gn:4/255,gn:8/255,gn:16/255,gn:32/255,"
-    "ensemble:2/255,ensemble:8/255"
-)
-SQUARE_QUERIES = 500  # default budget of the gradient-free Square attack
 # Attacker surrogate half-widths of the ensemble: an adaptive attacker tries sharper and
 # wider surrogates than the model trained with (1.0), and keeps the worst case per image.
 ENSEMBLE_WIDTHS = (0.5, 1.0, 2.0)
-
-
-@dataclass(frozen=True)
-class AttackSpec:
-    """One row of the protocol: ``kind``, budget ``eps`` (sigma for gn), ``steps``, ``alpha``."""
-
-    kind: str
-    eps: float = 0.0
-    steps: int = 0
-    alpha: float = 0.0
-    text: str = "clean"
-
-
-def parse_attacks(text: str) -> list[AttackSpec]:
-    """Parse 'clean,gn:8/255,fgsm:8/255,pgd:8/255:7[:ALPHA],apgd-ce:8/255[:STEPS]'.
-
-    Raises ValueError with the offending item on malformed input.
-    """
-    specs = []
-    for item in (s.strip() for s in text.split(",")):
-        if not item:
-            continue
-        parts = item.split(":")
-        kind = parts[0].lower()
-        if kind not in KINDS:
-            raise ValueError(f"unknown attack '{parts[0]}' in '{item}': use one of " f"{', '.join(KINDS)}")
-        try:
-            if kind == "clean":
-                if len(parts) != 1:
-                    raise ValueError("clean takes no parameters")
-                specs.append(AttackSpec("clean", text=item))
-                continue
-            eps = parse_fraction(parts[1]) if len(parts) > 1 else None
-            if eps is None or eps < 0:
-                raise ValueError("a budget >= 0 is required, e.g. 8/255")
-            if kind in ("gn", "fgsm", "ensemble"):
-                if len(parts) != 2:
-                    raise ValueError(f"{kind} takes one parameter")
-                specs.append(AttackSpec(kind, eps, 1 if kind == "fgsm" else 0, text=item))
-            elif kind == "square":
-                if len(parts) not in (2, 3):
-                    raise ValueError("square takes EPS[:QUERIES]")
-                queries = int(parts[2]) if len(parts) == 3 else SQUARE_QUERIES
-                if queries < 1:
-                    raise ValueError("queries must be >= 1")
-                specs.append(AttackSpec(kind, eps, queries, text=item))
-            elif kind == "pgd":
-                if len(parts) not in (3, 4):
-                    raise ValueError("pgd takes EPS:STEPS[:ALPHA]")
-                steps = int(parts[2])
-                if steps < 1:
-                    raise ValueError("steps must be >= 1")
-                alpha = parse_fraction(parts[3]) if len(parts) == 4 else default_pgd_alpha(eps, steps)
-                if alpha <= 0:
-                    raise ValueError("the step size must be > 0")
-                specs.append(AttackSpec("pgd", eps, steps, alpha, text=item))
-            else:
-                if len(parts) not in (2, 3):
-                    raise ValueError(f"{kind} takes EPS[:STEPS]")
-                steps = int(parts[2]) if len(parts) == 3 else 10
-                if steps < 1:
-                    raise ValueError("steps must be >= 1")
-                specs.append(AttackSpec(kind, eps, steps, text=item))
-        except ValueError as exc:
-            raise ValueError(f"malformed attack '{item}': {exc}") from exc
-    if not specs:
-        raise ValueError("no attack given")
-    return specs
 
 
 class AttackWrapper(nn.Module):

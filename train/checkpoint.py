@@ -12,7 +12,6 @@ trusts, and only when asked to explicitly (``rssnn migrate-checkpoint --trust``)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rssnn.atomic import atomic_write_bytes  # noqa: F401  (re-exported for callers)
+from rssnn.atomic import atomic_write_bytes, file_sha256  # noqa: F401  (re-exported for callers)
 from rssnn.errors import UserError
 from train.models import build_model
 from train.neurons import NeuronConfig
@@ -132,12 +131,3 @@ def restore_model(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> nn.M
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise UserError(f"checkpoint '{path}' does not match its model description: {first}") from exc
     return model
-
-
-def file_sha256(path: str | Path) -> str:
-    """Content hash of a file (the exporter records its source checkpoint's hash)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -99,9 +99,10 @@ def dlif_reference(
     h = torch.zeros_like(x[..., 0])
     spikes, membrane = [], []
     for t in range(num_steps):
-        u = current_leak * u + x[..., 0 if x.shape[-1] == 1 else t]
-        m = leak * h + u
-        s = spike_fn(m - threshold, width)
+        x_t = x[..., 0 if x.shape[-1] == 1 else t]
+        u, m, s = dynamics.float_lif_update(
+            u, h, x_t, current_leak, leak, threshold, spike=lambda d: spike_fn(d, width)
+        )
         h = m * (1 - (s.detach() if detach_reset else s))
         spikes.append(s)
         membrane.append(m)
@@ -330,48 +331,10 @@ class DLIF(nn.Module):
         Returns:
             spikes [N, C, *S, T] as float32 {0, 1}.
         """
-        return loihi_lif_sequence(
-            a_in, params["iDecay"], params["vDecay"], params["vThMant"], bias, self.num_steps
-        ).float()
+        from rssnn.integer_forward import lif_sequence
 
-
-@torch.no_grad()
-def loihi_lif_sequence(
-    a_in: torch.Tensor, i_decay, v_decay, vth, bias, num_steps: int, record_state: bool = False
-):
-    """Run Loihi 2 CUBA-LIF over time on integer synaptic input (the fixed-point mode).
-
-    Args:
-        a_in: int64 [N, C, *S, T] or [N, C, *S, 1] (constant over time).
-        i_decay, v_decay, vth: integer parameters per channel, shape [C] (or scalars).
-        bias: None, per channel [C], or per neuron [C, *S]: ``bias_mant``, added as
-            ``bias_mant << 6`` (NetX's bias_exp) to v every step.
-    Returns:
-        bool spikes [N, C, *S, T]; with ``record_state`` also the int64 current u and
-        post-reset voltage v after every step, both [N, C, *S, T].
-    """
-    spatial = a_in.dim() - 3
-    view = (-1,) + (1,) * spatial
-
-    def per_channel(p) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(p), dtype=torch.int64).reshape(-1).view(view)
-
-    i_d, v_d, th = per_channel(i_decay), per_channel(v_decay), per_channel(vth)
-    if bias is None:
-        b = 0
-    else:
-        b = torch.as_tensor(np.asarray(bias), dtype=torch.int64)
-        b = (b.view(view) if b.dim() == 1 else b) << dynamics.NETX_BIAS_EXP
-    a = a_in.to(torch.int64)
-    u = torch.zeros_like(a[..., 0])
-    v = torch.zeros_like(a[..., 0])
-    out, us, vs = [], [], []
-    for t in range(num_steps):
-        u, v, s = dynamics.cuba_step(u, v, a[..., 0 if a.shape[-1] == 1 else t], i_d, v_d, th, b)
-        out.append(s)
-        if record_state:
-            us.append(u)
-            vs.append(v)
-    if record_state:
-        return torch.stack(out, -1), torch.stack(us, -1), torch.stack(vs, -1)
-    return torch.stack(out, -1)
+        spikes = lif_sequence(
+            a_in.cpu().numpy(), params["iDecay"], params["vDecay"], params["vThMant"],
+            None if bias is None else np.asarray(bias), self.num_steps,
+        )  # fmt: skip
+        return torch.from_numpy(spikes).float().to(a_in.device)

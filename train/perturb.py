@@ -9,39 +9,13 @@ The evaluation attacks (torchattacks) live in ``train.evaluate``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-
-def parse_fraction(text: str) -> float:
-    """'8/255' -> 0.0313...; '0.03' -> 0.03 (used by --sigma and --eps); finite values only."""
-    try:
-        if "/" in text:
-            num, den = text.split("/", 1)
-            value = float(num) / float(den)
-        else:
-            value = float(text)
-    except (ValueError, ZeroDivisionError) as exc:
-        raise ValueError(f"'{text}' is not a number or a fraction such as 8/255") from exc
-    if not math.isfinite(value):
-        raise ValueError(f"'{text}' is not a finite number; give a value such as 8/255")
-    return value
-
-
-# The reference protocol's PGD step sizes at eps 8/255 (method.md §10), scaled with eps.
-PGD_ALPHA_AT_8 = {7: 2.55 / 255, 10: 2 / 255, 20: 1 / 255, 40: 0.5 / 255}
-
-
-def default_pgd_alpha(eps: float, steps: int) -> float:
-    """PGD step size when none is given: the reference's for 7/10/20/40 steps (scaled with eps),
-    else 2.5 eps / steps. One rule for ``train/evaluate.py`` and ``python -m lava_procs.run``."""
-    if steps in PGD_ALPHA_AT_8:
-        return PGD_ALPHA_AT_8[steps] * eps / (8 / 255)
-    return 2.5 * eps / steps
+from rssnn.perturbation import PGD_ALPHA_AT_8, default_pgd_alpha, parse_fraction  # noqa: F401
 
 
 def gaussian(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:

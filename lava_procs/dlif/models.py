@@ -92,10 +92,11 @@ class PyDLIFModelFloat(_ResetMixin, PyLoihiProcessModel):
         if self._reset_due():
             self.u[:] = 0
             self.v[:] = 0
-        unity = dynamics.DECAY_UNITY
         x = self.gain[self._step_index() % len(self.gain)] * a_in
-        self.u[:] = (1 - self.i_decay / unity) * self.u + x
-        m = (1 - self.v_decay / unity) * self.v + self.u + self.bias_mant
-        s = m > self.vth
-        self.v[:] = np.where(s, 0.0, m)
+        current_leak = 1.0 - self.i_decay / dynamics.DECAY_UNITY
+        leak = dynamics.v_decay_to_leak(self.v_decay)
+        # the bias enters the membrane each step, as in the fixed-point model
+        u, m, s = dynamics.float_lif_update(self.u, self.v, x, current_leak, leak, self.vth - self.bias_mant)
+        self.u[:] = u
+        self.v[:] = np.where(s, 0.0, m + self.bias_mant)
         self.s_out.send(s.astype(float))

@@ -3,7 +3,8 @@
 Lava 0.10's ``PyConvModelFixed`` computes every step with ``scipy.signal.convolve2d`` once per
 (input channel, output channel) pair, and its torch path is switched off because torch inside
 Lava's forked workers hangs; for our networks that is about 90 % of a step. Here the same
-convolution is one im2col gather and one float64 matrix product per group. It is exact, not
+convolution is one im2col gather and one float64 matrix product per group
+(:func:`rssnn.integer_forward.conv_xyc`, shared with the integer reference forward). It is exact, not
 approximate: every operand is an integer (weights 8 bit, inputs at most 24 bit) and every sum
 stays far below 2**53, where float64 represents integers exactly. The result is clamped to 24
 bits as the stock model does, so outputs equal the stock model's bit for bit (tested).
@@ -25,40 +26,7 @@ from lava.proc.conv import utils
 from lava.proc.conv.models import AbstractPyConvModel
 from lava.proc.conv.process import Conv
 
-
-def conv_xyc(
-    x: np.ndarray,
-    weight: np.ndarray,
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-    groups: int,
-) -> np.ndarray:
-    """Lava's convolution (``lava.proc.conv.utils.conv``) in float64, exact on integers.
-
-    Args:
-        x: input [X, Y, C] (Lava order: width, height, channel).
-        weight: [K, kx, ky, C / groups], as Lava's Conv process stores it.
-        stride, padding, dilation: (x, y) pairs; groups divides C and K.
-    Returns:
-        float64 [X', Y', K], equal to the stock scipy path (a true convolution: the kernel is
-        flipped, as ``scipy.signal.convolve2d`` does).
-    """
-    k_out, kx, ky, c_grp = weight.shape
-    (sx, sy), (px, py), (dx, dy) = stride, padding, dilation
-    xp = np.pad(np.asarray(x, dtype=np.float64), ((px, px), (py, py), (0, 0)))
-    span_x, span_y = dx * (kx - 1) + 1, dy * (ky - 1) + 1
-    windows = np.lib.stride_tricks.sliding_window_view(xp, (span_x, span_y), axis=(0, 1))
-    windows = windows[::sx, ::sy, :, ::dx, ::dy]  # [X', Y', C, kx, ky]
-    flipped = np.asarray(weight, dtype=np.float64)[:, ::-1, ::-1, :]  # convolution, not correlation
-    out_x, out_y = windows.shape[:2]
-    k_grp = k_out // groups
-    out = np.empty((out_x, out_y, k_out))
-    for g in range(groups):
-        cols = windows[:, :, g * c_grp : (g + 1) * c_grp].reshape(out_x * out_y, -1)  # (c, i, j)
-        w = flipped[g * k_grp : (g + 1) * k_grp].transpose(0, 3, 1, 2).reshape(k_grp, -1)
-        out[:, :, g * k_grp : (g + 1) * k_grp] = (cols @ w.T).reshape(out_x, out_y, k_grp)
-    return out
+from rssnn.integer_forward import conv_xyc
 
 
 def _single_threaded_blas() -> None:

@@ -20,10 +20,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from export.lowering import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet
 from rssnn import __version__ as RSSNN_VERSION
 from rssnn import dynamics
 from rssnn.errors import UserError
+from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet
 
 FORMAT = "rssnn-netx"
 VERSION = 1

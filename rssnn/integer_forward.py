@@ -1,0 +1,214 @@
+"""The integer reference forward of a :class:`~rssnn.lowered.LoweredNet` (numpy only).
+
+Loihi 2 arithmetic on whole batches: synaptic sums as float64 products of integers (exact, see
+:func:`correlate`), then the neuron update :func:`lif_sequence`, built on
+:func:`rssnn.dynamics.cuba_step`, the same code the Lava process models run. This is what Lava
+must match spike for spike (``export/to_netx.py --verify``, ``python -m lava_procs.run``), and it
+needs neither torch nor Lava.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rssnn import dynamics
+from rssnn.lowered import LoweredLayer, LoweredNet, encode_input
+
+CHUNK_ELEMENTS = 1 << 24  # im2col rows x columns per product: bounds memory at ~128 MB
+
+
+def correlate(
+    x: np.ndarray,
+    weight: np.ndarray,
+    stride: tuple[int, int] = (1, 1),
+    padding: tuple[int, int] = (0, 0),
+    dilation: tuple[int, int] = (1, 1),
+    groups: int = 1,
+) -> np.ndarray:
+    """2-D cross-correlation (PyTorch's ``conv2d``) as im2col + one float64 product per group.
+
+    Exact on integers: weights are 8 bit, inputs at most 24 bit, and every sum stays far below
+    2**53, where float64 holds integers exactly. (numpy has no integer matrix product on BLAS,
+    and an int64 einsum is ~20x slower.)
+
+    Args:
+        x: input [B, C, H, W] (any real dtype).
+        weight: [O, C / groups, kh, kw].
+        stride, padding, dilation: (h, w) pairs.
+    Returns:
+        float64 [B, O, H', W'].
+    """
+    b, c, _, _ = x.shape
+    o, c_grp, kh, kw = weight.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    xp = np.pad(np.asarray(x, dtype=np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    windows = np.lib.stride_tricks.sliding_window_view(
+        xp, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3)
+    )
+    windows = windows[:, :, ::sh, ::sw, ::dh, ::dw]  # [B, C, H', W', kh, kw]
+    out_h, out_w = windows.shape[2:4]
+    o_grp = o // groups
+    w64 = np.asarray(weight, dtype=np.float64)
+    out = np.empty((b, o, out_h, out_w))
+    rows_per_chunk = max(1, CHUNK_ELEMENTS // max(1, c_grp * kh * kw * out_h * out_w))
+    for g in range(groups):
+        w = w64[g * o_grp : (g + 1) * o_grp].reshape(o_grp, -1)  # (c, i, j) order
+        for start in range(0, b, rows_per_chunk):
+            win = windows[start : start + rows_per_chunk, g * c_grp : (g + 1) * c_grp]
+            cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, c_grp * kh * kw)
+            y = (cols @ w.T).reshape(len(win), out_h, out_w, o_grp)
+            out[start : start + len(win), g * o_grp : (g + 1) * o_grp] = y.transpose(0, 3, 1, 2)
+    return out
+
+
+def conv_xyc(
+    x: np.ndarray,
+    weight: np.ndarray,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+) -> np.ndarray:
+    """Lava's convolution (``lava.proc.conv.utils.conv``) on one frame, exact on integers.
+
+    Args:
+        x: input [X, Y, C] (Lava order: width, height, channel).
+        weight: [K, kx, ky, C / groups], as Lava's Conv process stores it.
+        stride, padding, dilation: (x, y) pairs; groups divides C and K.
+    Returns:
+        float64 [X', Y', K], equal to Lava's scipy path (a true convolution: the kernel is
+        flipped, as ``scipy.signal.convolve2d`` does).
+    """
+    flipped = np.asarray(weight)[:, ::-1, ::-1, :].transpose(0, 3, 1, 2)  # [K, C/g, kx, ky]
+    out = correlate(np.asarray(x).transpose(2, 0, 1)[None], flipped, stride, padding, dilation, groups)
+    return out[0].transpose(1, 2, 0)
+
+
+def synaptic_input(layer: LoweredLayer, x: np.ndarray) -> np.ndarray:
+    """Integer synaptic input [N, C, *S, T] of one layer for integer inputs x [N, Cin, *S, T]."""
+    n, steps = x.shape[0], x.shape[-1]
+    if layer.kind == "conv":
+        merged = np.moveaxis(x, -1, 1).reshape(n * steps, *x.shape[1:4])
+        y = correlate(merged, layer.weight, layer.stride, layer.padding)
+        y = np.moveaxis(y.reshape(n, steps, *y.shape[1:]), 1, -1)
+    else:
+        y = np.einsum(
+            "oi,nit->not", layer.weight.astype(np.float64), x.reshape(n, -1, steps).astype(np.float64)
+        )
+    return np.rint(y).astype(np.int64)
+
+
+def lif_sequence(
+    a_in: np.ndarray, i_decay, v_decay, vth, bias, num_steps: int, record_state: bool = False
+) -> Any:
+    """Run Loihi 2 CUBA-LIF over time on integer synaptic input.
+
+    Args:
+        a_in: int64 [N, C, *S, T] or [N, C, *S, 1] (constant over time).
+        i_decay, v_decay, vth: integer parameters per channel, shape [C] (or scalars).
+        bias: None, per channel [C], or per neuron [C, *S]: ``bias_mant``, added as
+            ``bias_mant << 6`` (NetX's bias_exp) to v every step.
+    Returns:
+        bool spikes [N, C, *S, T]; with ``record_state`` also the int64 current u and
+        post-reset voltage v after every step, both [N, C, *S, T].
+    """
+    a = np.asarray(a_in, dtype=np.int64)
+    view = (-1,) + (1,) * (a.ndim - 3)
+
+    def per_channel(p) -> np.ndarray:
+        return np.asarray(p, dtype=np.int64).reshape(-1).reshape(view)
+
+    i_d, v_d, th = per_channel(i_decay), per_channel(v_decay), per_channel(vth)
+    b = 0
+    if bias is not None:
+        b = np.asarray(bias, dtype=np.int64)
+        b = (b.reshape(view) if b.ndim == 1 else b) << dynamics.NETX_BIAS_EXP
+    u = np.zeros_like(a[..., 0])
+    v = np.zeros_like(a[..., 0])
+    out, us, vs = [], [], []
+    for t in range(num_steps):
+        u, v, s = dynamics.cuba_step(u, v, a[..., 0 if a.shape[-1] == 1 else t], i_d, v_d, th, b)
+        out.append(s)
+        if record_state:
+            us.append(u)
+            vs.append(v)
+    if record_state:
+        return np.stack(out, -1), np.stack(us, -1), np.stack(vs, -1)
+    return np.stack(out, -1)
+
+
+def run_fixed(net: LoweredNet, pixels, record_state: bool = False) -> dict[str, Any]:
+    """Fixed-point forward.
+
+    Args:
+        pixels: uint8 images [N, 3, H, W] (raw levels 0..255; the bias channel is added);
+            a numpy array or a CPU torch tensor.
+    Returns:
+        ``spikes``: list of bool arrays per spiking layer, [N, C, H, W, T] or [N, F, T];
+        ``logits``: int64 [N, classes] = sum over t of the read-out's synaptic input plus
+        T times its bias (argmax = predicted class);
+        with ``record_state``, ``currents`` and ``voltages``: int64 u and post-reset v per
+        spiking layer, same shapes as the spikes.
+    """
+    steps = net.num_steps
+    x = encode_input(pixels)[..., None]  # constant in time: [N, 4, H, W, 1]
+    spikes, currents, voltages = [], [], []
+    logits = None
+    for layer in net.layers:
+        a_in = synaptic_input(layer, x)
+        if layer.spiking:
+            out = lif_sequence(
+                a_in, layer.i_decay, layer.v_decay, layer.vth, layer.bias, steps, record_state=record_state
+            )
+            s = out[0] if record_state else out
+            if record_state:
+                currents.append(out[1])
+                voltages.append(out[2])
+            spikes.append(s)
+            x = s.astype(np.int64)
+        else:
+            a_in = np.broadcast_to(a_in, (*a_in.shape[:-1], steps))
+            logits = a_in.sum(-1) + steps * np.asarray(layer.bias, dtype=np.int64).reshape(1, -1)
+    result = dict(spikes=spikes, logits=logits)
+    if record_state:
+        result.update(currents=currents, voltages=voltages)
+    return result
+
+
+def float_equivalent_logits(net: LoweredNet, logits: np.ndarray) -> np.ndarray:
+    """Integer logits back in float units (mean over T, divided by the read-out scale)."""
+    return np.asarray(logits, dtype=np.float64) / (net.num_steps * net.layers[-1].scale)
+
+
+def mppd_reference(net: LoweredNet, clean, perturbed) -> dict[str, Any]:
+    """Predictions and per-layer MPPD of the integer forward on clean and perturbed images.
+
+    MPPD per spiking layer and step: mean over images of the per-image mean of eps[t]^2, with
+    eps the reset-free recursion of :func:`rssnn.dynamics.mppd_step` on the current difference
+    in float units (the monitor's definition); ``mpp_per_step`` is the true (post-reset)
+    membrane difference, squared, for comparison.
+    """
+    a = run_fixed(net, clean, record_state=True)
+    b = run_fixed(net, perturbed, record_state=True)
+    per_step, true_per_step = [], []
+    spiking = [layer for layer in net.layers if layer.spiking]
+    for layer, uc, up, vc, vp in zip(spiking, a["currents"], b["currents"], a["voltages"], b["voltages"]):
+        leak = layer.leak.reshape((-1,) + (1,) * (uc.ndim - 3))
+        eps = np.zeros(uc.shape[:-1])
+        steps_mppd, steps_mpp = [], []
+        for t in range(uc.shape[-1]):
+            delta = dynamics.state_to_float((uc[..., t] - up[..., t]).astype(np.float64), layer.scale)
+            eps = dynamics.mppd_step(eps, leak, delta)
+            steps_mppd.append(float((eps**2).reshape(len(eps), -1).mean(1).mean()))
+            dv = dynamics.state_to_float((vc[..., t] - vp[..., t]).astype(np.float64), layer.scale)
+            steps_mpp.append(float((dv**2).reshape(len(dv), -1).mean(1).mean()))
+        per_step.append(steps_mppd)
+        true_per_step.append(steps_mpp)
+    return dict(
+        pred_clean=a["logits"].argmax(1),
+        pred_pert=b["logits"].argmax(1),
+        mppd_per_step=per_step,
+        mpp_per_step=true_per_step,
+    )

@@ -1,0 +1,75 @@
+"""The lowered network: a model in Loihi 2 integers (numpy only).
+
+This is the form that ``export/lowering.py`` produces from a trained model, that
+:mod:`rssnn.netx_file` writes and reads, that :mod:`rssnn.integer_forward` runs as the
+reference, and that ``lava_procs`` builds into Lava processes. Nothing here needs torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rssnn import dynamics
+
+PIXEL_LEVELS = 255  # input: 8-bit graded spikes carrying the raw pixel level
+INPUT_MESSAGE_BITS = 8
+
+
+@dataclass
+class LoweredLayer:
+    """One synapse (+ neuron) layer in Loihi integers. Shapes in PyTorch order (C, H, W)."""
+
+    kind: str  # "conv" or "dense"
+    name: str
+    weight: np.ndarray  # int64, conv (out, in, kh, kw) or dense (out, in)
+    bias: np.ndarray  # int64, (C,) per channel or (C, H, W) per neuron
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    scale: float  # k: integer current units per float current unit
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    flatten_before: bool = False
+    spiking: bool = True  # False for the read-out (logits accumulated on the host side)
+    i_decay: np.ndarray | None = None  # int64 (C,)
+    v_decay: np.ndarray | None = None
+    vth: np.ndarray | None = None
+    limits: dict[str, float] = field(default_factory=dict)  # candidate scales, for the report
+
+    @property
+    def per_channel(self) -> bool:
+        return self.spiking and any(len(np.unique(p)) > 1 for p in (self.i_decay, self.v_decay, self.vth))
+
+    @property
+    def float_per_state_unit(self) -> float:
+        """Float units of one integer u or v unit: v = 64 k * (float membrane), so 1 / (64 k)."""
+        return dynamics.state_to_float(1.0, self.scale)
+
+    @property
+    def leak(self) -> np.ndarray:
+        """Float leak per channel, [C] float64."""
+        return dynamics.v_decay_to_leak(np.asarray(self.v_decay, dtype=np.float64))
+
+
+@dataclass
+class LoweredNet:
+    """A model in Loihi integers: what the NetX file holds and what both simulators run.
+
+    ``input_shape`` includes the constant bias channel (the last input channel).
+    """
+
+    input_shape: tuple[int, int, int]
+    num_steps: int
+    layers: list[LoweredLayer]
+    class_names: list[str]
+
+
+def encode_input(pixels) -> np.ndarray:
+    """uint8 images [N, 3, H, W] -> int64 graded input [N, 4, H, W]: pixels + bias channel.
+
+    Accepts a numpy array or anything ``np.asarray`` reads (a CPU torch tensor).
+    """
+    x = np.asarray(pixels).astype(np.int64)
+    const = np.full_like(x[:, :1], PIXEL_LEVELS)
+    return np.concatenate([x, const], 1)
