@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 
 import rssnn  # noqa: F401
-from export import lowering
-from export.verify import verify
 from rssnn import netx_file
-from train import checkpoint, data
-from train.models import build_model, calibrate_batchnorm
+from rssnn.export import lowering
+from rssnn.export.verify import verify
+from rssnn.train import checkpoint, data
+from rssnn.train.models import build_model, calibrate_batchnorm
 
 
 def main(argv: list[str] | None = None) -> dict:

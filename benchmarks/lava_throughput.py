@@ -25,13 +25,13 @@ from pathlib import Path
 import torch
 
 import rssnn  # noqa: F401  (Lava's multiprocessing setup first)
-from export import lowering
-from lava_procs import runtime
-from lava_procs.run import select_backend
 from rssnn import netx_file
+from rssnn.export import lowering
 from rssnn.integer_forward import run_fixed
-from train import data
-from train.models import build_model, calibrate_batchnorm
+from rssnn.lava_procs import runtime
+from rssnn.lava_procs.run import select_backend
+from rssnn.train import data
+from rssnn.train.models import build_model, calibrate_batchnorm
 
 CHUNK = 4  # steps per Lava run call; the first call's time (compilation, start-up) is excluded
 

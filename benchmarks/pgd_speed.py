@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 import rssnn  # noqa: F401
-from train import data
-from train.attacks import AttackWrapper, craft, parse_attacks
-from train.models import build_model
+from rssnn.train import data
+from rssnn.train.attacks import AttackWrapper, craft, parse_attacks
+from rssnn.train.models import build_model
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from train.models import build_model
-from train.neurons import DLIF, NeuronConfig
+from rssnn.train.models import build_model
+from rssnn.train.neurons import DLIF, NeuronConfig
 
 
 class _Relu(nn.Module):

@@ -34,7 +34,7 @@ from torch import nn
 from rssnn import dynamics
 from rssnn.errors import UserError
 from rssnn.lowered import PIXEL_LEVELS, LoweredLayer, LoweredNet
-from train.models import AvgPool, ConvUnit, DenseUnit, Flatten, SpikingNet
+from rssnn.train.models import AvgPool, ConvUnit, DenseUnit, Flatten, SpikingNet
 
 
 def _fold_bn(w: torch.Tensor, norm: nn.Module | None, bias: torch.Tensor | None):

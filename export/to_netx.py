@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 def export(args: argparse.Namespace) -> dict[str, Any]:
     from rssnn.errors import UserError
     from rssnn.lava_guard import cleanup_on_exit
-    from train import checkpoint
+    from rssnn.train import checkpoint
 
     out = Path(args.out)
     if args.verify < 0:
@@ -113,10 +113,10 @@ def _pid_alive(text: str) -> bool:
 
 def _export_to(partial: Path, out: Path, args, ckpt, ckpt_path: Path, model) -> dict[str, Any]:
     """Write (and verify) the file at ``partial``; the caller renames it to ``out``."""
-    from export import lowering
     from rssnn import netx_file
     from rssnn.errors import UserError
-    from train import checkpoint, data
+    from rssnn.export import lowering
+    from rssnn.train import checkpoint, data
 
     t0 = time.perf_counter()
     net = lowering.lower(model, ckpt.get("class_names") or [str(i) for i in range(10)])
@@ -138,7 +138,7 @@ def _export_to(partial: Path, out: Path, args, ckpt, ckpt_path: Path, model) -> 
     )
     result: dict[str, Any] = dict(file=str(out), kind=kind, export_seconds=export_s, verified=False)
     if args.verify > 0:
-        from export.verify import fixed_point_accuracy, verify
+        from rssnn.export.verify import fixed_point_accuracy, verify
 
         split = data.load_run_split(args.data_root, ckpt["model"]["dataset"], args.split, cfg)
         n = min(args.verify, len(split))

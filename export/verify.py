@@ -81,7 +81,7 @@ def run_lava(
     recorded = [np.zeros((*b.out.shape, total), dtype=bool) for b in blocks]
     build_s = time.perf_counter() - t0
     # The Extractor's model carries no tag: name it explicitly.
-    from lava_procs.synapses.models import fast_synapse_map
+    from rssnn.lava_procs.synapses.models import fast_synapse_map
 
     exceptions = {Extractor: PyLoihiExtractorModel, **(fast_synapse_map() if fast_synapses else {})}
     run_cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=exceptions)

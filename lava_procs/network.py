@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from lava_procs.dlif.process import DLIF
 from rssnn import dynamics
+from rssnn.lava_procs.dlif.process import DLIF
 from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet
 
 FIRST_LAYER_DELAY = 2  # source step + first synapse
@@ -59,7 +59,7 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
     ``reset_offset`` = 1 for a source that starts sending at step 1 (RingBuffer). ``gains``
     (per spiking layer, length T) enable the float model's per-step input gain.
     """
-    from lava_procs.netx_blocks import Conv, Dense, optimize_weight_bits
+    from rssnn.lava_procs.netx_blocks import Conv, Dense, optimize_weight_bits
 
     steps = net.num_steps
     blocks, neurons, names, leaks, scales = [], [], [], [], []

@@ -108,7 +108,7 @@ def select_backend(requested: str, fast_synapses: bool = True):
             "lava-loihi found, but rssnn-lava's processes have CPU models only so "
             "far (see docs/loihi2.md); use --backend sim"
         )
-    from lava_procs.synapses.models import fast_synapse_map
+    from rssnn.lava_procs.synapses.models import fast_synapse_map
 
     if not fast_synapses:
         return "Loihi2SimCfg(fixed_pt, stock synapse models)", Loihi2SimCfg(select_tag="fixed_pt")
@@ -137,7 +137,7 @@ def perturb_images(spec, pixels: np.ndarray, labels: np.ndarray, checkpoint_path
     try:
         import torch
 
-        from train import checkpoint, perturb
+        from rssnn.train import checkpoint, perturb
     except ImportError as exc:
         raise UserError(
             f"--perturb {spec.kind} crafts adversarial examples on the float model, which needs torch "
@@ -198,12 +198,12 @@ def plot_mppd(names: list[str], per_step: list[list[float]], title: str, path: P
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from lava_procs import runtime
     from rssnn import cifar, netx_file
     from rssnn.atomic import atomic_write_text
     from rssnn.errors import UserError
     from rssnn.integer_forward import mppd_reference
     from rssnn.lava_guard import cleanup_on_exit
+    from rssnn.lava_procs import runtime
 
     spec = parse_perturbation(args.perturb)
     if args.limit < 1:
@@ -277,8 +277,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ]
     print(
         f"{backend}: accuracy clean {report['accuracy_clean']:.3f}, perturbed "
-        f"{report['accuracy_perturbed']:.3f}; agreement with PyTorch fixed point "
-        f"{report['agreement_with_pytorch']:.3f}; MPPD max relative difference to PyTorch "
+        f"{report['accuracy_perturbed']:.3f}; agreement with the integer reference "
+        f"{report['agreement_with_pytorch']:.3f}; MPPD max relative difference to the reference "
         f"{max(rel, default=0):.2e}; {report['seconds_per_image']:.2f} s/image; report {out}"
     )
     return report

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from lava_procs.io.process import ClassDecoder, ImageEncoder
-from lava_procs.monitor.process import MembranePerturbationMonitor
-from lava_procs.network import FIRST_LAYER_DELAY, LavaNetwork, build
 from rssnn import dynamics
 from rssnn.lava_guard import run_steps, stop
+from rssnn.lava_procs.io.process import ClassDecoder, ImageEncoder
+from rssnn.lava_procs.monitor.process import MembranePerturbationMonitor
+from rssnn.lava_procs.network import FIRST_LAYER_DELAY, LavaNetwork, build
 from rssnn.lowered import LoweredNet, encode_input
 
 

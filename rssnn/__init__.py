@@ -10,9 +10,18 @@ both do. Every entry point imports this package first, so Lava's setting comes f
 without Lava installed the core works as well.
 """
 
+from pathlib import Path as _Path
+
 try:
     import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
 except ImportError:  # the core needs numpy and h5py only
     pass
+
+# ``rssnn.train``, ``rssnn.export`` and ``rssnn.lava_procs``: an installed wheel holds them inside
+# this package (pyproject's package-dir), so nothing named ``train`` lands in site-packages. A
+# checkout keeps them as the top-level folders the design names; there they are found here.
+_checkout = _Path(__file__).resolve().parent.parent
+if (_checkout / "lava_procs" / "__init__.py").is_file() and not (_Path(__file__).parent / "train").is_dir():
+    __path__.append(str(_checkout))  # noqa: F821  (a package's __path__)
 
 __version__ = "0.1.0"

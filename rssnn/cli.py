@@ -15,13 +15,13 @@ import importlib
 import sys
 
 COMMANDS = {
-    "train": "train.cifar",
-    "evaluate": "train.evaluate",
-    "export": "export.to_netx",
-    "run": "lava_procs.run",
+    "train": "rssnn.train.cifar",
+    "evaluate": "rssnn.train.evaluate",
+    "export": "rssnn.export.to_netx",
+    "run": "rssnn.lava_procs.run",
     "demo": "rssnn.demo",
     "report": "rssnn.report",
-    "migrate-checkpoint": "train.migrate_checkpoint",
+    "migrate-checkpoint": "rssnn.train.migrate_checkpoint",
 }
 
 

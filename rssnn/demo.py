@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"lava-{kind}",
                 [
                     "-m",
-                    "lava_procs.run",
+                    "rssnn.lava_procs.run",
                     "--net",
                     str(out / "model.net"),
                     *data,
@@ -188,7 +188,7 @@ def summary(out: Path, timings: dict[str, float]) -> str:
         )
         rows.append(
             (
-                f"Lava {kind}: agreement with PyTorch; MPPD rel. diff (max over layers)",
+                f"Lava {kind}: agreement with the integer reference; MPPD rel. diff (max over layers)",
                 f"{rep['agreement_with_pytorch']:.3f}; {rel:.1e}",
             )
         )

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rssnn.errors import UserError
-from train import data
+from rssnn.train import data
 
 
 def test_real_cifar10_splits_are_disjoint_balanced_and_seeded(cifar_root):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import ROOT
 
-from train.cifar import build_parser
+from rssnn.train.cifar import build_parser
 
 
 def test_every_training_flag_is_in_the_cli_reference():

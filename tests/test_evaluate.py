@@ -8,10 +8,10 @@ import pytest
 import torch
 from conftest import run_cli
 
-from train import data, perturb
-from train.attacks import AttackSpec, AttackWrapper, craft, parse_attacks
-from train.evaluate import masking_checks
-from train.models import build_model, calibrate_batchnorm
+from rssnn.train import data, perturb
+from rssnn.train.attacks import AttackSpec, AttackWrapper, craft, parse_attacks
+from rssnn.train.evaluate import masking_checks
+from rssnn.train.models import build_model, calibrate_batchnorm
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_worst_case_ensemble_is_per_image_minimum_over_its_members(cifar_root):
     """The ensemble's robust set is what survives every member, and Square runs last."""
     import torch
 
-    from train.attacks import ensemble_members, worst_case
+    from rssnn.train.attacks import ensemble_members, worst_case
 
     torch.manual_seed(0)
     split = data.load_split(cifar_root, "cifar10", "val", val_size=200, seed=0)
@@ -210,7 +210,7 @@ def test_cli_reports_rows_checks_mppd_and_plots(cifar_root, tiny_run, tmp_path):
 
 def test_one_pgd_string_means_one_step_size_in_evaluate_and_the_lava_runner():
     """'pgd:8/255:7' used to mean step 2.55/255 in evaluate and 2.86/255 in lava_procs.run."""
-    from lava_procs.run import parse_perturbation
+    from rssnn.lava_procs.run import parse_perturbation
 
     for text in (
         "pgd:8/255:7",

@@ -10,14 +10,14 @@ import pytest
 import torch
 from conftest import run_cli
 
-from export import lowering
-from export.verify import compare, run_lava
 from rssnn import dynamics, netx_file
 from rssnn.errors import UserError
+from rssnn.export import lowering
+from rssnn.export.verify import compare, run_lava
 from rssnn.integer_forward import float_equivalent_logits, run_fixed
-from train import data
-from train.models import SpikingNet, build_model, calibrate_batchnorm, spiking_layers
-from train.neurons import NeuronConfig
+from rssnn.train import data
+from rssnn.train.models import SpikingNet, build_model, calibrate_batchnorm, spiking_layers
+from rssnn.train.neurons import NeuronConfig
 
 PLANS = {
     "conv": [("conv", 4, 2), ("conv", 6, 2), ("flatten",), ("dense", 12, "bn")],

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from lava_procs.synapses.models import conv_xyc
+from rssnn.lava_procs.synapses.models import conv_xyc
 
 
 def _stock(x, w, stride, padding, groups):
@@ -52,7 +52,7 @@ def test_fast_process_model_equals_stock_model_inside_lava():
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
 
-    from lava_procs.synapses.models import fast_synapse_map
+    from rssnn.lava_procs.synapses.models import fast_synapse_map
 
     rng = np.random.default_rng(3)
     steps = 5

@@ -12,15 +12,15 @@ import torch
 from conftest import ROOT, run_cli
 from test_export import PLANS, _calibrated
 
-from export import lowering
-from lava_procs import runtime
-from lava_procs.run import select_backend
 from rssnn import dynamics, lava_guard, netx_file
 from rssnn.errors import UserError
+from rssnn.export import lowering
 from rssnn.integer_forward import lif_sequence, mppd_reference
-from train import data
-from train.models import SpikingNet
-from train.neurons import NeuronConfig
+from rssnn.lava_procs import runtime
+from rssnn.lava_procs.run import select_backend
+from rssnn.train import data
+from rssnn.train.models import SpikingNet
+from rssnn.train.neurons import NeuronConfig
 
 
 def _run_dlif(shape, a_in, params, steps, reset_interval, tag="fixed_pt", gain=None):
@@ -29,7 +29,7 @@ def _run_dlif(shape, a_in, params, steps, reset_interval, tag="fixed_pt", gain=N
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
 
-    from lava_procs.dlif.process import DLIF
+    from rssnn.lava_procs.dlif.process import DLIF
 
     src = Source(data=a_in)
     neuron = DLIF(shape=shape, reset_interval=reset_interval, reset_offset=1, gain=gain, **params)
@@ -81,7 +81,7 @@ def test_float_lava_dlif_equals_the_training_dlif_on_real_currents(cifar_root):
     reset windows; per-neuron leaks and thresholds, some thresholds set to values the membrane
     reaches exactly, where a strict comparison (the old Lava model's m > vth) differs.
     """
-    from train.neurons import dlif_reference
+    from rssnn.train.neurons import dlif_reference
 
     split = data.load_split(cifar_root, "cifar10", "val", val_size=200, seed=0)
     torch.manual_seed(0)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train import mppd
-from train.models import ConvUnit, DenseUnit, build_model, calibrate_batchnorm, spiking_layers
-from train.neurons import NeuronConfig
+from rssnn.train import mppd
+from rssnn.train.models import ConvUnit, DenseUnit, build_model, calibrate_batchnorm, spiking_layers
+from rssnn.train.neurons import NeuronConfig
 
 
 def test_eps_recursion_equals_closed_form():
@@ -55,7 +55,7 @@ def test_identical_inputs_give_zero_mppd_and_noise_gives_positive():
     torch.manual_seed(2)
     x = torch.rand(8, 3, 32, 32)
     model = calibrate_batchnorm(build_model("cpu", 2, width=4), x)  # every layer active
-    from train.engine import mppd_profile
+    from rssnn.train.engine import mppd_profile
 
     same = mppd_profile(model, x, sigma=0.0)
     noisy = mppd_profile(model, x, sigma=8 / 255)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rssnn import dynamics
-from train.neurons import DLIF, NeuronConfig, dlif_reference
+from rssnn.train.neurons import DLIF, NeuronConfig, dlif_reference
 
 
 def _naive_dlif(x, leak, threshold, current_leak, steps):

@@ -21,7 +21,7 @@ import torch
 from conftest import ROOT, run_cli
 
 from rssnn.errors import UserError
-from train import checkpoint, data
+from rssnn.train import checkpoint, data
 
 
 class Payload:
@@ -58,8 +58,8 @@ def test_checkpoint_with_code_is_refused_and_not_run(tmp_path, capsys):
     torch.save({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "x": Payload(marker)}, evil)
     with pytest.raises(UserError, match="could run code"):
         checkpoint.load(evil)
-    from export import to_netx
-    from train import evaluate
+    from rssnn.export import to_netx
+    from rssnn.train import evaluate
 
     _one_line_error(
         capsys,
@@ -79,7 +79,7 @@ def test_migration_is_explicit_and_gives_a_safe_checkpoint(tiny_run, tmp_path, c
     torch.save(ckpt, old)
     with pytest.raises(UserError, match="could run code"):
         checkpoint.load(old)
-    from train import migrate_checkpoint
+    from rssnn.train import migrate_checkpoint
 
     new = tmp_path / "new.pt"
     with pytest.raises(SystemExit):
@@ -142,8 +142,8 @@ def test_malformed_cifar_batches_fail_with_one_line(tmp_path, batch, meta, messa
 def test_lava_runner_loads_only_the_source_checkpoint_the_file_records(
     cifar_root, tiny_run, tmp_path, capsys
 ):
-    from export import to_netx
-    from lava_procs import run
+    from rssnn.export import to_netx
+    from rssnn.lava_procs import run
 
     net = tmp_path / "m.net"
     assert to_netx.main(["--checkpoint", str(tiny_run / "best.pt"), "--out", str(net)]) == 0
@@ -170,7 +170,7 @@ class Killed(BaseException):
 
 
 def _train(cifar_root, out, *extra) -> int:
-    from train import cifar
+    from rssnn.train import cifar
 
     return call(cifar.main, ["--data-root", str(cifar_root), "--out", str(out), *TINY, *extra])
 
@@ -246,7 +246,7 @@ def test_bad_training_flags_fail_before_anything_is_written(cifar_root, tmp_path
     ],
 )
 def test_bad_evaluation_input_fails_before_any_attack(tiny_run, capsys, flags, message):
-    from train import evaluate
+    from rssnn.train import evaluate
 
     args = ["--checkpoint", str(tiny_run / "best.pt"), "--limit", "4", "--attacks", "clean,pgd:8/255:2"]
     code = call(evaluate.main, args + ["--out", str(tiny_run.parent / "never.json"), *flags])
@@ -255,8 +255,8 @@ def test_bad_evaluation_input_fails_before_any_attack(tiny_run, capsys, flags, m
 
 
 def test_export_refuses_bad_input_and_never_leaves_an_unverified_file(tiny_run, tmp_path, capsys):
-    from export import to_netx
     from rssnn import netx_file
+    from rssnn.export import to_netx
 
     ckpt = str(tiny_run / "best.pt")
     out = tmp_path / "m.net"
@@ -289,8 +289,8 @@ def _damaged_copy(src: Path, dst: Path, edit) -> Path:
 
 
 def test_damaged_or_out_of_range_netx_files_are_refused(tiny_run, tmp_path):
-    from export import to_netx
     from rssnn import netx_file
+    from rssnn.export import to_netx
 
     good = tmp_path / "good.net"
     assert to_netx.main(["--checkpoint", str(tiny_run / "best.pt"), "--out", str(good)]) == 0
@@ -357,7 +357,7 @@ def _gone(pgid: int, within: float = 10.0) -> list[int]:
 
 @pytest.fixture(scope="module")
 def long_lava_run(tiny_run, cifar_root, tmp_path_factory):
-    from export import to_netx
+    from rssnn.export import to_netx
 
     net = tmp_path_factory.mktemp("sig") / "m.net"
     assert to_netx.main(["--checkpoint", str(tiny_run / "best.pt"), "--out", str(net)]) == 0

@@ -14,9 +14,9 @@ import pytest
 import torch
 from conftest import ROOT, run_cli
 
-from train import checkpoint, data, mppd
-from train.engine import joint_loss
-from train.models import build_model
+from rssnn.train import checkpoint, data, mppd
+from rssnn.train.engine import joint_loss
+from rssnn.train.models import build_model
 
 TINY = [
     "--train-limit",

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from rssnn.perturbation import DEFAULT_ATTACKS, KINDS, SQUARE_QUERIES, AttackSpec, parse_attacks  # noqa: F401
-from train.models import spiking_layers
+from rssnn.train.models import spiking_layers
 
 # Attacker surrogate half-widths of the ensemble: an adaptive attacker tries sharper and
 # wider surrogates than the model trained with (1.0), and keeps the worst case per image.

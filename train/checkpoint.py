@@ -22,8 +22,8 @@ from torch import nn
 
 from rssnn.atomic import atomic_write_bytes, file_sha256  # noqa: F401  (re-exported for callers)
 from rssnn.errors import UserError
-from train.models import build_model
-from train.neurons import NeuronConfig
+from rssnn.train.models import build_model
+from rssnn.train.neurons import NeuronConfig
 
 FORMAT = "rssnn-lava-checkpoint"
 VERSION = 1

@@ -47,7 +47,7 @@ MODES = ("natural", "gaussian", "fgsm", "pgd")
 
 
 def _fraction(text: str) -> float:
-    from train.perturb import parse_fraction
+    from rssnn.train.perturb import parse_fraction
 
     try:
         return parse_fraction(text)
@@ -300,9 +300,9 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from rssnn.errors import UserError
-    from train import checkpoint, data, plots
-    from train.engine import Trainer
-    from train.neurons import NeuronConfig
+    from rssnn.train import checkpoint, data, plots
+    from rssnn.train.engine import Trainer
+    from rssnn.train.neurons import NeuronConfig
 
     torch.manual_seed(cfg["seed"])
     if cfg["device"] == "cuda" and not torch.cuda.is_available():

@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from rssnn.atomic import atomic_write_text
 from rssnn.errors import UserError
-from train import checkpoint, data, mppd, perturb
-from train.models import constrain_, spiking_layers
+from rssnn.train import checkpoint, data, mppd, perturb
+from rssnn.train.models import constrain_, spiking_layers
 
 
 class TrainingDiverged(UserError):

@@ -26,7 +26,7 @@ MASKING_CHECK_ATTACK = "pgd:64/255:10:16/255"
 
 def build_parser() -> argparse.ArgumentParser:
     from rssnn.cli_support import OneLineParser
-    from train.attacks import DEFAULT_ATTACKS
+    from rssnn.train.attacks import DEFAULT_ATTACKS
 
     ap = OneLineParser(
         prog="python train/evaluate.py",
@@ -90,7 +90,7 @@ def ensure_writable(out: Path) -> None:
 
 
 def _load_model(path: str, device):
-    from train import checkpoint
+    from rssnn.train import checkpoint
 
     ckpt = checkpoint.load(path)
     return checkpoint.restore_model(ckpt, path).to(device).eval(), ckpt
@@ -104,8 +104,8 @@ def membrane_perturbation(model, x, x_adv) -> dict[str, tuple[float, float]]:
     """
     import torch
 
-    from train import mppd
-    from train.models import spiking_layers
+    from rssnn.train import mppd
+    from rssnn.train.models import spiking_layers
 
     layers = spiking_layers(model)
     out = {}
@@ -144,7 +144,7 @@ def evaluate_attacks(
     import torch
     from tqdm import tqdm
 
-    from train.attacks import SQUARE_QUERIES, AttackWrapper, craft, worst_case
+    from rssnn.train.attacks import SQUARE_QUERIES, AttackWrapper, craft, worst_case
 
     target = AttackWrapper(model, surrogate_width)
     crafter = AttackWrapper(source, surrogate_width) if source is not None else target
@@ -326,8 +326,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from rssnn.errors import UserError
-    from train import data
-    from train.attacks import parse_attacks
+    from rssnn.train import data
+    from rssnn.train.attacks import parse_attacks
 
     try:
         specs = parse_attacks(args.attacks)

@@ -4,7 +4,7 @@ Why not plain PyTorch: tensors are [N, C, H, W, T] (time last, SLAYER's layout),
 loop of torch ops reads strided slices and launches ~4 forward and ~10 backward kernels per step;
 measured here that costs more than the convolutions around it (stock SLAYER cuba: 4.7-5.6x an
 ANN step). These kernels walk the T contiguous values of each neuron once forward and once
-backward, with the gradient formulas written out. ``train.neurons`` checks them against an
+backward, with the gradient formulas written out. ``rssnn.train.neurons`` checks them against an
 autograd reference and finite differences (tests/test_neurons.py).
 
 Layout: every array is 2-D ``[M, T]`` with ``M = N * C * S`` neurons (S = spatial size) and the
@@ -19,6 +19,8 @@ import numpy as np
 
 import rssnn  # noqa: F401  (Lava's multiprocessing setup must precede numba's launcher)
 
+# cache=True keys numba's cache on this file's path, size and time, and the cached code records
+# this module's import name: edit this file whenever that name changes (it is rssnn.train.*).
 _JIT = dict(parallel=True, cache=True, fastmath=False)
 
 

@@ -14,7 +14,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     from rssnn.cli_support import OneLineParser, run_cli
-    from train import checkpoint
+    from rssnn.train import checkpoint
 
     ap = OneLineParser(prog="rssnn migrate-checkpoint", description=__doc__)
     ap.add_argument("src", help="the checkpoint to convert (fully unpickled: trusted files only)")

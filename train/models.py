@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from rssnn.lava_imports import slayer
-from train.neurons import DLIF, NeuronConfig
+from rssnn.train.neurons import DLIF, NeuronConfig
 
 
 class Normalize(nn.Module):
@@ -120,7 +120,7 @@ class SpikingNet(nn.Module):
         image_size: int = 32,
     ):
         super().__init__()
-        from train.data import NORMALISATION
+        from rssnn.train.data import NORMALISATION
 
         neuron = neuron or NeuronConfig()
         self.num_steps = num_steps
@@ -252,7 +252,7 @@ class WRN16(nn.Module):
         widen: int = 4,
     ):
         super().__init__()
-        from train.data import NORMALISATION
+        from rssnn.train.data import NORMALISATION
 
         neuron = neuron or NeuronConfig()
         self.num_steps = num_steps

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from rssnn import dynamics
-from train.models import ConvUnit, DenseUnit, spiking_layers
-from train.neurons import DLIF
+from rssnn.train.models import ConvUnit, DenseUnit, spiking_layers
+from rssnn.train.neurons import DLIF
 
 
 def select_layers(model: nn.Module, which: str | Sequence[str] = "last") -> list[tuple[str, DLIF]]:

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from torch import nn  # noqa: E402
 
-from train.models import spiking_layers  # noqa: E402
+from rssnn.train.models import spiking_layers  # noqa: E402
 
 
 def training_curves(history: list[dict[str, Any]], path: Path) -> Path:

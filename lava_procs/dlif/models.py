@@ -10,8 +10,8 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from lava_procs.dlif.process import DLIF
 from rssnn import dynamics
+from rssnn.lava_procs.dlif.process import DLIF
 
 
 class _ResetMixin:

@@ -10,7 +10,7 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from lava_procs.io.process import ClassDecoder, ImageEncoder
+from rssnn.lava_procs.io.process import ClassDecoder, ImageEncoder
 
 
 @implements(proc=ImageEncoder, protocol=LoihiProtocol)
