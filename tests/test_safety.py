@@ -331,9 +331,12 @@ def _descendants(pid: int) -> list[int]:
 
 def _start_and_signal(cmd: list[str], sig: int, ready) -> tuple[subprocess.Popen, str]:
     """Start ``cmd`` in its own process group, send ``sig`` once Lava workers run, wait."""
+    # A shell's background job inherits SIGINT ignored, and Python keeps an inherited SIG_IGN:
+    # give the command the default disposition, as a terminal's foreground job has.
     proc = subprocess.Popen(
         [sys.executable, *cmd], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None and not ready(proc.pid):
