@@ -237,7 +237,10 @@ def test_runner_needs_neither_torch_nor_slayer(cifar_root, trained_export, pertu
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
 
 
-def test_runner_bad_input_fails_with_one_line(cifar_root, trained_export, tmp_path):
+def test_runner_bad_input_fails_with_one_line(cifar_root, trained_export, tmp_path, capsys):
+    """Error paths in-process (the CLI's own main; a subprocess per case adds only start-up)."""
+    from rssnn.lava_procs.run import main
+
     foreign = tmp_path / "foreign.net"
     foreign.write_bytes(b"\x89HDF\r\n\x1a\nnot really")
     net = str(trained_export / "m.net")
@@ -252,17 +255,10 @@ def test_runner_bad_input_fails_with_one_line(cifar_root, trained_export, tmp_pa
         ),
         (["--net", net, "--backend", "loihi2"], "needs Intel's lava-loihi"),
     ]
+    common = ["--data-root", str(cifar_root), "--limit", "2", "--out", str(tmp_path / "r.json")]
     for args, message in cases:
-        res = run_cli(
-            "-m",
-            "lava_procs.run",
-            "--data-root",
-            str(cifar_root),
-            "--limit",
-            "2",
-            "--out",
-            str(tmp_path / "r.json"),
-            *args,
-        )
-        assert res.returncode == 2 and message in res.stderr, (args, res.stderr)
-        assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+        code = main(common + args)
+        err = capsys.readouterr().err
+        assert code == 2 and message in err, (args, err)
+        assert len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "r.json").exists()
