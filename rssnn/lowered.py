@@ -42,11 +42,6 @@ class LoweredLayer:
         return self.spiking and any(len(np.unique(p)) > 1 for p in (self.i_decay, self.v_decay, self.vth))
 
     @property
-    def float_per_state_unit(self) -> float:
-        """Float units of one integer u or v unit: v = 64 k * (float membrane), so 1 / (64 k)."""
-        return dynamics.state_to_float(1.0, self.scale)
-
-    @property
     def leak(self) -> np.ndarray:
         """Float leak per channel, [C] float64."""
         return dynamics.v_decay_to_leak(np.asarray(self.v_decay, dtype=np.float64))
