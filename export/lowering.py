@@ -27,14 +27,16 @@ The model is never modified: lowering reads copies of its tensors.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
 
 from rssnn import dynamics
 from rssnn.errors import UserError
-from rssnn.lowered import PIXEL_LEVELS, LoweredLayer, LoweredNet
-from rssnn.train.models import AvgPool, ConvUnit, DenseUnit, Flatten, SpikingNet
+from rssnn.lowered import PIXEL_LEVELS, LoweredLayer, LoweredNet, SkipSynapse
+from rssnn.train.models import AvgPool, ConvUnit, DenseUnit, Flatten, ResNet, SpikingNet
 
 
 def _fold_bn(w: torch.Tensor, norm: nn.Module | None, bias: torch.Tensor | None):
@@ -115,10 +117,12 @@ def _choose_scale(
     return min(limits.values()), limits
 
 
-def _quantise_weight(w: torch.Tensor, k: float, name: str, limits: dict[str, float]) -> np.ndarray:
+def _quantise_weight(
+    w: torch.Tensor, k: float, name: str, limits: dict[str, float], required: bool = True
+) -> np.ndarray:
     lo, hi = dynamics.WEIGHT_MANT_RANGE
     q = 2 * torch.round(w * k / 2)  # even mantissas: Loihi's 8-bit mixed-sign weights
-    if not q.abs().max() > 0:
+    if required and not q.abs().max() > 0:
         binding = min(limits, key=limits.get)
         raise UserError(
             f"cannot export {name}: its weights vanish at 8 bits because the "
@@ -134,11 +138,11 @@ def _neuron_ints(neuron, k: float) -> dict[str, np.ndarray]:
 
 
 def _check_exportable(model: nn.Module) -> None:
-    if not isinstance(model, SpikingNet):
+    if not isinstance(model, SpikingNet | ResNet):
         _, why = model.stock_netx_exportable()
         raise UserError(
             f"cannot export {type(model).__name__}: {why}; the exporter handles "
-            "feed-forward conv/pool/dense models (cpu, vgg5, vgg11)"
+            "feed-forward conv/pool/dense models (cpu, vgg5, vgg11) and residual ones (cpu-res, wrn16)"
         )
     if any(getattr(m, "gain", None) is not None for m in model.modules()):
         raise UserError(
@@ -148,9 +152,11 @@ def _check_exportable(model: nn.Module) -> None:
 
 
 def lower(model: nn.Module, class_names: list[str]) -> LoweredNet:
-    """Lower a :class:`SpikingNet` to integers; other models raise UserError with the reason."""
+    """Lower a :class:`SpikingNet` or :class:`ResNet` to integers; other models raise UserError."""
     _check_exportable(model)
     model = model.eval()
+    if isinstance(model, ResNet):
+        return _lower_resnet(model, class_names)
     mean = model.normalize.mean.detach().double().view(-1)
     std = model.normalize.std.detach().double().view(-1)
     size = model.image_size
@@ -222,4 +228,130 @@ def lower(model: nn.Module, class_names: list[str]) -> LoweredNet:
         )
         layers.append(layer)
         shape = out_shape
+    return LoweredNet(input_shape, model.num_steps, layers, list(class_names))
+
+
+@dataclass
+class _Term:
+    """One term of a residual stream: a conv synapse (float64, BN not yet folded) from a layer.
+
+    ``source`` indexes the lowered layers (-1: the normalised image, only as a first layer's
+    own synapse); ``weight`` [O, I, kh, kw] includes the residual mixing coefficients.
+    """
+
+    source: int
+    weight: torch.Tensor
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+
+    def scaled(self, c: float) -> _Term:
+        return _Term(self.source, self.weight * c, self.stride, self.padding)
+
+
+def _conv_term(source: int, conv: nn.Module) -> _Term:
+    w = conv.weight.detach().double()[..., 0]
+    return _Term(source, w, tuple(conv.stride[:2]), tuple(conv.padding[:2]))
+
+
+def _lower_resnet(model: ResNet, class_names: list[str]) -> LoweredNet:
+    """Lower a pre-activation :class:`ResNet`: the analog residual stream becomes synapses.
+
+    Every neuron that reads the stream ``x`` sees ``BN(x) = a (sum_i c_i conv_i(s_i)) + b``,
+    a sum of conv synapses from earlier spiking layers ``s_i`` (mixing coefficients ``c_i``
+    products of the blocks' ``mix``, identity shortcuts unrolled), with BN's scale folded
+    into every term and its shift into the neuron's bias. The term from the previous layer is
+    the layer's own synapse; the others become :class:`SkipSynapse` inputs. All terms share
+    the layer's scale ``k``; the current bound covers their sum. The stem (no neuron) is the
+    first layer's own synapse on the image, with the normalisation folded in as for a plain
+    first layer. Global average pooling folds into the read-out (weights / (H W)).
+    """
+    mean = model.normalize.mean.detach().double().view(-1)
+    std = model.normalize.std.detach().double().view(-1)
+    size = model.image_size
+    input_shape = (len(mean) + 1, size, size)
+    layers: list[LoweredLayer] = []
+
+    def neuron_layer(terms: list[_Term], norm: nn.Module, neuron, name: str) -> int:
+        here = len(layers)
+        own = [i for i, t in enumerate(terms) if t.source == here - 1]
+        if len(own) != 1 or any(u.source < 0 for i, u in enumerate(terms) if i != own[0]):
+            raise UserError(
+                f"cannot export {name}: its input must be one synapse from the previous layer "
+                "plus skips from spiking layers (an identity shortcut around the stem is not)"
+            )
+        scale = norm.weight.detach().double() / torch.sqrt(norm.running_var.double() + norm.eps)
+        b = norm.bias.detach().double() - norm.running_mean.double() * scale
+        t = terms[own[0]]
+        w_own = t.weight * scale.view(-1, 1, 1, 1)
+        others = [(u, u.weight * scale.view(-1, 1, 1, 1)) for i, u in enumerate(terms) if i != own[0]]
+        input_max = 1.0
+        if here == 0:  # the stem: normalisation and bias fold onto the bias channel
+            w_own = _fold_input(w_own, b, mean, std, conv=True)
+            b = torch.zeros_like(b)
+            input_max = PIXEL_LEVELS
+        rows = [w_own] + [w for _, w in others]
+        flat = torch.cat([r.reshape(r.shape[0], -1) for r in rows], 1)
+        bound = _current_bound(flat, b, input_max, norm)
+        k, limits = _choose_scale(flat, b, neuron.clamped()[1].max().item(), bound)
+        in_shape = input_shape if here == 0 else layers[here - 1].out_shape
+        h = (in_shape[1] + 2 * t.padding[0] - w_own.shape[2]) // t.stride[0] + 1
+        wd = (in_shape[2] + 2 * t.padding[1] - w_own.shape[3]) // t.stride[1] + 1
+        skips = [
+            SkipSynapse(
+                source=u.source,
+                weight=_quantise_weight(w, k, name, limits, required=False),
+                in_shape=layers[u.source].out_shape,
+                stride=u.stride,
+                padding=u.padding,
+            )
+            for u, w in others
+        ]
+        layers.append(
+            LoweredLayer(
+                "conv",
+                name,
+                _quantise_weight(w_own, k, name, limits),
+                torch.round(b * k).to(torch.int64).numpy(),
+                in_shape,
+                (w_own.shape[0], h, wd),
+                k,
+                stride=t.stride,
+                padding=t.padding,
+                limits=limits,
+                skips=skips,
+                **_neuron_ints(neuron, k),
+            )
+        )
+        return here
+
+    stream = [_conv_term(-1, model.stem)]
+    for i, block in enumerate(model.blocks):
+        first = neuron_layer(stream, block.norm1, block.neuron1, f"blocks.{i}.neuron1")
+        second = neuron_layer(
+            [_conv_term(first, block.conv1)], block.norm2, block.neuron2, f"blocks.{i}.neuron2"
+        )
+        c0, c1 = (float(c) for c in block.mix.detach())
+        short = [_conv_term(first, block.shortcut)] if block.shortcut is not None else stream
+        stream = [t.scaled(c0) for t in short] + [_conv_term(second, block.conv2).scaled(c1)]
+    last = neuron_layer(stream, model.norm, model.neuron, "neuron")
+    c, h, wd = layers[last].out_shape
+    readout = model.readout
+    w = readout.synapse.weight.detach().double().reshape(readout.synapse.weight.shape[0], c)
+    w = (w[:, :, None] / (h * wd)).expand(-1, -1, h * wd).reshape(w.shape[0], -1)  # pool folded
+    b = readout.bias.detach().double()
+    k, limits = _choose_scale(w, b, 1.0, _current_bound(w, b, 1.0, None))
+    layers.append(
+        LoweredLayer(
+            "dense",
+            "readout",
+            _quantise_weight(w, k, "readout", limits),
+            torch.round(b * k).to(torch.int64).numpy(),
+            (c * h * wd,),
+            (w.shape[0],),
+            k,
+            flatten_before=True,
+            spiking=False,
+            limits=limits,
+        )
+    )
     return LoweredNet(input_shape, model.num_steps, layers, list(class_names))

@@ -3,8 +3,9 @@
 The reference is :func:`rssnn.integer_forward.run_fixed` (numpy), the same arithmetic as the
 PyTorch fixed-point checks of training.
 
-Lava runs the file through stock ``lava.lib.dl.netx.hdf5.Network``: N images back to back from a
-RingBuffer, each repeated for T steps, with NetX's pipelined per-layer reset
+Lava runs the file through stock ``lava.lib.dl.netx.hdf5.Network`` (residual files, which stock
+NetX cannot describe, through our builder :func:`rssnn.lava_procs.network.build`): N images back
+to back from a RingBuffer, each repeated for T steps, with NetX's pipelined per-layer reset
 (``reset_interval=T``), so one compiled network serves all images. Each layer's spikes leave
 through a ``lava.proc.io.extractor.Extractor`` (a channel, not per-element ``Var.get``, which
 costs ~30 us per element). Layer k (0-based) processes step tau of image n at Lava time step
@@ -64,15 +65,23 @@ def run_lava(
         -1,
     )
     t0 = time.perf_counter()
-    lava_net = netx.hdf5.Network(
-        net_config=str(path),
-        input_message_bits=INPUT_MESSAGE_BITS,
-        reset_interval=steps_per_image,
-        reset_offset=1,
-    )
     source = RingBuffer(data=data)
-    source.s_out.connect(lava_net.inp)
-    blocks = [b for b in lava_net.layers][: len(spiking)]
+    if net.residual:  # stock NetX cannot describe it: our builder, same blocks and timing
+        from rssnn.lava_procs.network import build
+
+        graph = build(net, reset_offset=1)
+        source.s_out.connect(graph.inp)
+        blocks, close = graph.blocks[: len(spiking)], lambda: None
+    else:
+        lava_net = netx.hdf5.Network(
+            net_config=str(path),
+            input_message_bits=INPUT_MESSAGE_BITS,
+            reset_interval=steps_per_image,
+            reset_offset=1,
+        )
+        source.s_out.connect(lava_net.inp)
+        blocks = [b for b in lava_net.layers][: len(spiking)]
+        close = lava_net.net_config.f.close  # NetX keeps the HDF5 file open; the exporter edits it next
     extractors = []
     for block in blocks:
         ex = Extractor(shape=block.out.shape, buffer_size=chunk)
@@ -94,10 +103,10 @@ def run_lava(
     t_run = time.perf_counter()
     with cleanup_on_exit():
         try:
-            run_steps(lava_net, total, run_cfg, chunk=chunk, watchdog_s=watchdog_s, after_chunk=read_sinks)
+            run_steps(source, total, run_cfg, chunk=chunk, watchdog_s=watchdog_s, after_chunk=read_sinks)
         finally:
-            stop(lava_net)
-            lava_net.net_config.f.close()  # NetX keeps the HDF5 file open; the exporter edits it next
+            stop(source)
+            close()
     run_s = time.perf_counter() - t_run
     spikes = []
     for k, rec in enumerate(recorded):

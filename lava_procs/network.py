@@ -8,7 +8,9 @@ stride transforms mirror ``lava.lib.dl.netx.hdf5.Network.create_conv/create_dens
 
 Timing: layer k (0-based) processes step tau of image n at Lava time step
 ``n T + 2 + k + tau`` (one step for the source, one per synapse); its reset phase is set so
-its state is zero at the start of each of its image windows.
+its state is zero at the start of each of its image windows. Residual inputs (skip synapses
+from layer j) pass a :class:`~lava_procs.delay.process.SpikeDelay` of ``k - j - 1`` steps and
+a stock Lava ``Conv`` into layer k's neuron, so they arrive on the same step as its own input.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 
 from rssnn import dynamics
 from rssnn.lava_procs.dlif.process import DLIF
-from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet
+from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet, SkipSynapse
 
 FIRST_LAYER_DELAY = 2  # source step + first synapse
 
@@ -40,6 +42,40 @@ def _bias(layer: LoweredLayer, shape: tuple[int, ...]) -> np.ndarray:
     return _per_neuron(b, shape) if b.ndim == 1 else b.transpose(2, 1, 0).copy()
 
 
+def _conv_args(syn: LoweredLayer | SkipSynapse) -> dict[str, Any]:
+    """A conv synapse's arguments in Lava's layout, as NetX's ``create_conv`` makes them."""
+    return dict(
+        weight=syn.weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1),
+        stride=np.array(syn.stride[::-1]),
+        padding=np.array(syn.padding[::-1]),
+        dilation=np.array([1, 1]),
+        groups=1,
+    )
+
+
+def _connect_skip(source: Any, target: Any, skip: SkipSynapse, delay: int) -> list[Any]:
+    """source block's spikes -> SpikeDelay (``delay`` steps) -> Lava Conv -> target's neuron.
+
+    The target neuron's in-port then has two or more incoming synapses; Lava sums them, as
+    Loihi sums the synapses into one compartment. Returns the processes created.
+    """
+    from lava.proc.conv.process import Conv as ConvSynapse
+
+    from rssnn.lava_procs.delay.process import SpikeDelay
+
+    synapse = ConvSynapse(input_shape=lava_order(skip.in_shape), num_message_bits=0, **_conv_args(skip))
+    created = [synapse]
+    spikes = source.out
+    if delay > 0:
+        hold = SpikeDelay(shape=source.out.shape, delay=delay)
+        spikes.connect(hold.s_in)
+        spikes = hold.s_out
+        created.insert(0, hold)
+    spikes.connect(synapse.s_in)
+    synapse.a_out.connect(target.neuron.a_in)
+    return created
+
+
 @dataclass
 class LavaNetwork:
     """One copy of the network as Lava processes."""
@@ -51,6 +87,7 @@ class LavaNetwork:
     layer_names: list[str] = field(default_factory=list)
     leaks: list[np.ndarray] = field(default_factory=list)  # per neuron, Lava order
     scales: list[float] = field(default_factory=list)
+    skip_processes: list[Any] = field(default_factory=list)  # delays and synapses of residual inputs
 
 
 def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None = None) -> LavaNetwork:
@@ -62,7 +99,7 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
     from rssnn.lava_procs.netx_blocks import Conv, Dense, optimize_weight_bits
 
     steps = net.num_steps
-    blocks, neurons, names, leaks, scales = [], [], [], [], []
+    blocks, neurons, names, leaks, scales, extras = [], [], [], [], [], []
     input_bits = INPUT_MESSAGE_BITS
     prev_shape = lava_order(net.input_shape) if net.layers[0].kind == "conv" else None
     for k, layer in enumerate(net.layers):
@@ -86,18 +123,13 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
         if gains is not None and layer.spiking:
             neuron_params["gain"] = gains[len(neurons)]
         if layer.kind == "conv":
-            weight = layer.weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)  # as NetX create_conv
             block = Conv(
                 input_shape=prev_shape,
                 shape=shape,
                 neuron_params=neuron_params,
-                weight=weight,
-                stride=np.array(layer.stride[::-1]),
-                padding=np.array(layer.padding[::-1]),
-                dilation=np.array([1, 1]),
-                groups=1,
                 input_message_bits=input_bits,
                 bias=_bias(layer, shape),
+                **_conv_args(layer),
             )
         else:
             weight, bits, exponent, sign_mode = optimize_weight_bits(layer.weight.astype(np.float64))
@@ -117,6 +149,8 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
                 src = src.transpose([2, 1, 0]).flatten()  # (C, H, W) order, as NetX
             src.connect(block.inp)
         blocks.append(block)
+        for skip in layer.skips:
+            extras += _connect_skip(blocks[skip.source], block, skip, net.skip_delay(k, skip))
         if layer.spiking:
             neurons.append(block.neuron)
             names.append(layer.name)
@@ -124,4 +158,4 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
             scales.append(layer.scale)
         input_bits = 0
         prev_shape = shape
-    return LavaNetwork(blocks, neurons, blocks[-1], blocks[0].inp, names, leaks, scales)
+    return LavaNetwork(blocks, neurons, blocks[-1], blocks[0].inp, names, leaks, scales, extras)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from rssnn import dynamics
-from rssnn.lowered import LoweredLayer, LoweredNet, encode_input
+from rssnn.lowered import LoweredLayer, LoweredNet, SkipSynapse, encode_input
 
 CHUNK_ELEMENTS = 1 << 24  # im2col rows x columns per product: bounds memory at ~128 MB
 
@@ -86,8 +86,8 @@ def conv_xyc(
     return out[0].transpose(1, 2, 0)
 
 
-def synaptic_input(layer: LoweredLayer, x: np.ndarray) -> np.ndarray:
-    """Integer synaptic input [N, C, *S, T] of one layer for integer inputs x [N, Cin, *S, T]."""
+def synaptic_input(layer: LoweredLayer | SkipSynapse, x: np.ndarray) -> np.ndarray:
+    """Integer synaptic input [N, C, *S, T] of one synapse for integer inputs x [N, Cin, *S, T]."""
     n, steps = x.shape[0], x.shape[-1]
     if layer.kind == "conv":
         merged = np.moveaxis(x, -1, 1).reshape(n * steps, *x.shape[1:4])
@@ -158,6 +158,8 @@ def run_fixed(net: LoweredNet, pixels, record_state: bool = False) -> dict[str, 
     logits = None
     for layer in net.layers:
         a_in = synaptic_input(layer, x)
+        for skip in layer.skips:  # residual currents add at the neuron's input
+            a_in = a_in + synaptic_input(skip, spikes[skip.source].astype(np.int64))
         if layer.spiking:
             out = lif_sequence(
                 a_in, layer.i_decay, layer.v_decay, layer.vth, layer.bias, steps, record_state=record_state

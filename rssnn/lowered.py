@@ -18,6 +18,23 @@ INPUT_MESSAGE_BITS = 8
 
 
 @dataclass
+class SkipSynapse:
+    """A further synapse into a layer's neurons from an earlier spiking layer (residual nets).
+
+    Its current adds to the current of the layer's own synapse: on Loihi and in Lava several
+    synapses connect to one neuron's input and the in-port sums what arrives. The attribute
+    names are a :class:`LoweredLayer`'s synapse fields, so one synapse function serves both.
+    """
+
+    source: int  # index into LoweredNet.layers of the spiking layer whose spikes it reads
+    weight: np.ndarray  # int64 conv (out, in, kh, kw), at the target layer's scale
+    in_shape: tuple[int, ...]  # the source layer's out_shape (C, H, W)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    kind: str = "conv"
+
+
+@dataclass
 class LoweredLayer:
     """One synapse (+ neuron) layer in Loihi integers. Shapes in PyTorch order (C, H, W)."""
 
@@ -36,6 +53,7 @@ class LoweredLayer:
     v_decay: np.ndarray | None = None
     vth: np.ndarray | None = None
     limits: dict[str, float] = field(default_factory=dict)  # candidate scales, for the report
+    skips: list[SkipSynapse] = field(default_factory=list)  # residual inputs from earlier layers
 
     @property
     def per_channel(self) -> bool:
@@ -51,13 +69,25 @@ class LoweredLayer:
 class LoweredNet:
     """A model in Loihi integers: what the NetX file holds and what both simulators run.
 
-    ``input_shape`` includes the constant bias channel (the last input channel).
+    ``input_shape`` includes the constant bias channel (the last input channel). Layer ``k``'s
+    own synapse reads layer ``k - 1`` (layer 0: the input); residual networks add
+    :class:`SkipSynapse` inputs from earlier layers. Layer ``k`` is at depth ``k``, so where
+    every hop costs a step (Lava, Loihi) a skip from layer ``j`` is held ``k - j - 1`` steps
+    longer than the layer's own synapse (:meth:`skip_delay`).
     """
 
     input_shape: tuple[int, int, int]
     num_steps: int
     layers: list[LoweredLayer]
     class_names: list[str]
+
+    @property
+    def residual(self) -> bool:
+        return any(layer.skips for layer in self.layers)
+
+    def skip_delay(self, target: int, skip: SkipSynapse) -> int:
+        """Extra steps a skip must be held so it meets the target's own synapse's current."""
+        return target - skip.source - 1
 
 
 def encode_input(pixels) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 from rssnn import __version__ as RSSNN_VERSION
 from rssnn import dynamics
 from rssnn.errors import UserError
-from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet
+from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet, SkipSynapse
 
 FORMAT = "rssnn-netx"
 VERSION = 1
@@ -64,7 +64,48 @@ def _bias_for_netx(layer: LoweredLayer) -> np.ndarray:
 
 def extension_features(net: LoweredNet) -> list[str]:
     """What in this network stock NetX readers cannot be assumed to handle."""
-    return ["per_channel_neuron"] if any(layer.per_channel for layer in net.layers) else []
+    features = ["per_channel_neuron"] if any(layer.per_channel for layer in net.layers) else []
+    return features + (["residual"] if net.residual else [])
+
+
+# Stock NetX skips layer types it does not know, so a residual file read as a chain would load
+# silently as the wrong network. A residual file therefore starts with this guard layer: a
+# well-formed ``dense`` layer whose weight is text. NetX converts weights with
+# ``.astype(int)``, so a stock loader stops there with this sentence in its ValueError.
+GUARD_MESSAGE = (
+    "rssnn residual network: stock NetX cannot describe residual connections; "
+    "read this file with rssnn.netx_file.read and run it with python -m lava_procs.run "
+    "(docs/netx-schema.md)"
+)
+
+
+def _guard(handle: h5py.Group) -> None:
+    _type(handle, "dense")
+    handle.create_dataset("shape", data=np.array([1]))
+    _readout_neuron(handle)
+    handle.create_dataset("weight", data=np.array([GUARD_MESSAGE.encode("ascii")]))
+    handle.attrs["rssnn_guard"] = True
+
+
+def _conv_synapse(handle: h5py.Group, weight: np.ndarray, stride, padding) -> None:
+    """NetX's conv synapse fields (``type`` and ``shape`` are the caller's)."""
+    handle.create_dataset("inChannels", data=weight.shape[1])
+    handle.create_dataset("outChannels", data=weight.shape[0])
+    handle.create_dataset("kernelSize", data=np.array(weight.shape[2:]))
+    handle.create_dataset("stride", data=np.array(stride))
+    handle.create_dataset("padding", data=np.array(padding))
+    handle.create_dataset("dilation", data=np.array([1, 1]))
+    handle.create_dataset("groups", data=1)
+    handle.create_dataset("weight", data=weight.astype(np.float32))
+
+
+def _skips(handle: h5py.Group, layer: LoweredLayer, group_of: dict[int, int]) -> None:
+    """``skip/<j>``: a residual synapse from the layer at NetX index ``source``."""
+    for j, skip in enumerate(layer.skips):
+        g = handle.create_group(f"skip/{j}")
+        _type(g, skip.kind)
+        g.create_dataset("source", data=group_of[skip.source])
+        _conv_synapse(g, skip.weight, skip.stride, skip.padding)
 
 
 def write(path: str | Path, net: LoweredNet, metadata: dict[str, Any]) -> str:
@@ -92,29 +133,26 @@ def write(path: str | Path, net: LoweredNet, metadata: dict[str, Any]) -> str:
             g = group()
             _type(g, "input")
             g.create_dataset("shape", data=np.array(net.input_shape))
-            for layer in net.layers:
+            if net.residual:
+                _guard(group())
+            group_of: dict[int, int] = {}  # lowered layer index -> NetX layer index
+            for k, layer in enumerate(net.layers):
                 if layer.flatten_before:
                     g = group()
                     _type(g, "flatten")
                     g.create_dataset("shape", data=np.array([layer.in_shape[0], 1, 1]))
+                group_of[k] = idx
                 g = group()
+                _type(g, layer.kind)
+                g.create_dataset("shape", data=np.array(layer.out_shape))
                 if layer.kind == "conv":
-                    _type(g, "conv")
-                    g.create_dataset("shape", data=np.array(layer.out_shape))
-                    g.create_dataset("inChannels", data=layer.weight.shape[1])
-                    g.create_dataset("outChannels", data=layer.weight.shape[0])
-                    g.create_dataset("kernelSize", data=np.array(layer.weight.shape[2:]))
-                    g.create_dataset("stride", data=np.array(layer.stride))
-                    g.create_dataset("padding", data=np.array(layer.padding))
-                    g.create_dataset("dilation", data=np.array([1, 1]))
-                    g.create_dataset("groups", data=1)
+                    _conv_synapse(g, layer.weight, layer.stride, layer.padding)
                 else:
-                    _type(g, "dense")
-                    g.create_dataset("shape", data=np.array(layer.out_shape))
                     g.create_dataset("inFeatures", data=layer.weight.shape[1])
                     g.create_dataset("outFeatures", data=layer.weight.shape[0])
-                g.create_dataset("weight", data=layer.weight.astype(np.float32))
+                    g.create_dataset("weight", data=layer.weight.astype(np.float32))
                 g.create_dataset("bias", data=_bias_for_netx(layer))
+                _skips(g, layer, group_of)
                 if layer.spiking:
                     _neuron(g, layer)
                 else:
@@ -207,29 +245,55 @@ def _check_range(path: Path, name: str, what: str, values: np.ndarray, lo: int, 
         )
 
 
+def _synapse_fits(syn: LoweredLayer | SkipSynapse, out_shape: tuple[int, ...]) -> bool:
+    w = syn.weight
+    if syn.kind != "conv":
+        return w.ndim == 2 and w.shape == (out_shape[0], syn.in_shape[0])
+    c_in, h, wd = syn.in_shape
+    if not (w.ndim == 4 and w.shape[0] == out_shape[0] and w.shape[1] == c_in):
+        return False
+    (kh, kw), (sh, sw), (ph, pw) = w.shape[2:], syn.stride, syn.padding
+    return tuple(out_shape) == (w.shape[0], (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1)
+
+
 def validate_layer(path: Path, layer: LoweredLayer) -> None:
     """Shapes agree with each other and every register fits Loihi 2 (UserError otherwise)."""
-    w = layer.weight
-    if layer.kind == "conv":
-        c_in, h, wd = layer.in_shape
-        ok = w.ndim == 4 and w.shape[0] == layer.out_shape[0] and w.shape[1] == c_in
-        if ok:
-            (kh, kw), (sh, sw), (ph, pw) = w.shape[2:], layer.stride, layer.padding
-            expect = (w.shape[0], (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1)
-            ok = tuple(layer.out_shape) == expect
-    else:
-        ok = w.ndim == 2 and w.shape == (layer.out_shape[0], layer.in_shape[0])
-    if not ok:
-        raise UserError(
-            f"'{path}' {layer.name}: weight shape {w.shape} does not fit input {layer.in_shape} "
-            f"and output {layer.out_shape}; the file is damaged"
-        )
-    _check_range(path, layer.name, "weights", w, *dynamics.WEIGHT_MANT_RANGE)
+    for what, syn in [("weight", layer)] + [(f"skip {j} weight", s) for j, s in enumerate(layer.skips)]:
+        if not _synapse_fits(syn, layer.out_shape):
+            raise UserError(
+                f"'{path}' {layer.name}: {what} shape {syn.weight.shape} does not fit input "
+                f"{syn.in_shape} and output {layer.out_shape}; the file is damaged"
+            )
+        _check_range(path, layer.name, f"{what} values", syn.weight, *dynamics.WEIGHT_MANT_RANGE)
     _check_range(path, layer.name, "bias", np.asarray(layer.bias), *dynamics.BIAS_MANT_RANGE)
     if layer.spiking:
         _check_range(path, layer.name, "iDecay", layer.i_decay, *dynamics.I_DECAY_RANGE)
         _check_range(path, layer.name, "vDecay", layer.v_decay, *dynamics.V_DECAY_RANGE)
         _check_range(path, layer.name, "vThMant", layer.vth, *dynamics.VTH_MANT_RANGE)
+
+
+def _read_skips(
+    path: Path, g: h5py.Group, name: str, lowered_of: dict[int, int], layers: list[LoweredLayer]
+) -> list[SkipSynapse]:
+    skips = []
+    for j in range(len(g["skip"]) if "skip" in g else 0):
+        s = g[f"skip/{j}"]
+        kind, source = s["type"][0].decode(), int(s["source"][()])
+        if kind != "conv" or source not in lowered_of or not layers[lowered_of[source]].spiking:
+            raise UserError(
+                f"'{path}' {name}: skip {j} ({kind} from layer {source}) must be a conv synapse "
+                "from an earlier spiking layer; the file is damaged"
+            )
+        skips.append(
+            SkipSynapse(
+                source=lowered_of[source],
+                weight=np.asarray(s["weight"][()]).astype(np.int64),
+                in_shape=layers[lowered_of[source]].out_shape,
+                stride=tuple(int(x) for x in s["stride"][()]),
+                padding=tuple(int(x) for x in s["padding"][()]),
+            )
+        )
+    return skips
 
 
 def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
@@ -243,7 +307,11 @@ def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
             input_shape = tuple(int(x) for x in group["0"]["shape"][()])
             shape: tuple[int, ...] = input_shape
             flatten = False
-            for i in range(1, len(group)):
+            residual = "residual" in meta["features"]
+            if residual and not group["1"].attrs.get("rssnn_guard", False):
+                raise UserError(f"'{path}' is marked residual but lacks its guard layer /layer/1")
+            lowered_of: dict[int, int] = {}  # NetX layer index -> lowered layer index
+            for i in range(2 if residual else 1, len(group)):
                 g = group[str(i)]
                 kind = g["type"][0].decode()
                 if kind == "flatten":
@@ -287,7 +355,9 @@ def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
                         "dense", in_shape=(int(np.prod(shape)),), flatten_before=flatten, **common
                     )
                 flatten = False
+                layer.skips = _read_skips(Path(path), g, layer.name, lowered_of, layers)
                 validate_layer(Path(path), layer)
+                lowered_of[i] = len(layers)
                 layers.append(layer)
                 shape = out_shape
     except (KeyError, ValueError, StopIteration, OSError, IndexError) as exc:

@@ -44,6 +44,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 MODES = ("natural", "gaussian", "fgsm", "pgd")
+# train.models.MODEL_NAMES, written out so that --help needs no torch (a test keeps them equal)
+MODEL_CHOICES = ("cpu", "cpu-res", "vgg11", "vgg5", "wrn16")
 
 
 def _fraction(text: str) -> float:
@@ -93,10 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="cpu",
         help="defaults for every flag marked (preset) that is not given",
     )
+    m.add_argument("--model", choices=MODEL_CHOICES, default=None, help="architecture (preset)")
     m.add_argument(
-        "--model", choices=("cpu", "vgg11", "vgg5", "wrn16"), default=None, help="architecture (preset)"
+        "--width", type=int, default=None, help="base width of the cpu and cpu-res models (preset)"
     )
-    m.add_argument("--width", type=int, default=None, help="base width of the cpu model (preset)")
     m.add_argument("--timesteps", type=int, default=None, help="time steps T (preset)")
     m.add_argument(
         "--neuron",

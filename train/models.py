@@ -10,7 +10,8 @@ Models:
     ``cpu``    a small strided-conv net that learns CIFAR-10 within minutes on 2 CPU cores;
     ``vgg11``  the reference code's VGG-11 plan (8 convs, 3 avg-pools, FC 4096-4096);
     ``vgg5``   the reference ablation net;
-    ``wrn16``  the reference pre-activation WRN-16-4 with learnable convex residual mixing.
+    ``wrn16``  the reference pre-activation WRN-16-4 with learnable convex residual mixing;
+    ``cpu-res`` the same residual blocks at the CPU net's widths (trains within minutes).
 """
 
 from __future__ import annotations
@@ -211,10 +212,14 @@ VGG5_PLAN = [
 
 
 class PreActBlock(nn.Module):
-    """WRN pre-activation block: BN -> DLIF -> conv -> BN -> DLIF -> conv, mixed with the shortcut.
+    """Pre-activation residual block: BN -> DLIF -> conv -> BN -> DLIF -> conv, mixed with the shortcut.
 
-    Residual stream is analog [N, C, H, W, T]; out = c0 * shortcut + c1 * residual with the
-    reference code's learnable convex combination (initialised 0.5, 0.5).
+    The residual stream is analog, [N, C, H, W, T]: ``out = c0 * shortcut + c1 * residual`` with
+    the reference code's learnable convex combination (initialised 0.5, 0.5). The shortcut is
+    the identity when shapes agree, else a 1x1 conv (stride ``stride``) of the block's *first
+    spikes* ``s`` (the reference's choice). On Loihi the stream is never materialised: it is a
+    sum of synaptic currents, each term a synapse into the neuron that reads the stream (see
+    ``export/lowering.py``).
     """
 
     def __init__(self, cin: int, cout: int, stride: int, num_steps: int, neuron: NeuronConfig):
@@ -240,33 +245,38 @@ class PreActBlock(nn.Module):
         return self.mix[0] * short + self.mix[1] * out
 
 
-class WRN16(nn.Module):
-    """WRN-16-4 (channels 16, 64, 128, 256) as in the reference code; not stock-NetX exportable."""
+class ResNet(nn.Module):
+    """Pre-activation spiking ResNet: stem conv -> residual blocks -> BN -> DLIF -> global
+    average pool -> read-out.
+
+    [N, 3, H, W] pixels -> logits [N, classes]. ``blocks`` lists (width, stride) per block. The
+    stem has no neuron (its analog output starts the residual stream); the last DLIF is the
+    reference's MS-MPPD layer.
+    """
 
     def __init__(
         self,
+        stem_width: int,
+        blocks: list[tuple[int, int]],
         num_steps: int,
         num_classes: int = 10,
         neuron: NeuronConfig | None = None,
         dataset: str = "cifar10",
-        widen: int = 4,
+        image_size: int = 32,
     ):
         super().__init__()
         from rssnn.train.data import NORMALISATION
 
         neuron = neuron or NeuronConfig()
         self.num_steps = num_steps
+        self.image_size = image_size
         self.normalize = Normalize(*NORMALISATION[dataset])
-        widths = [16, 16 * widen, 32 * widen, 64 * widen]
-        self.stem = slayer.synapse.Conv(3, widths[0], 3, padding=1)
-        blocks, cin = [], widths[0]
-        for width, stride in zip(widths[1:], (1, 2, 2)):
-            blocks += [
-                PreActBlock(cin, width, stride, num_steps, neuron),
-                PreActBlock(width, width, 1, num_steps, neuron),
-            ]
+        self.stem = slayer.synapse.Conv(3, stem_width, 3, padding=1)
+        units, cin = [], stem_width
+        for width, stride in blocks:
+            units.append(PreActBlock(cin, width, stride, num_steps, neuron))
             cin = width
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks = nn.Sequential(*units)
         self.norm = nn.BatchNorm3d(cin)
         self.neuron = DLIF(cin, num_steps, neuron)  # the reference's MS-MPPD layer
         self.readout = DenseUnit(cin, num_classes, num_steps, None)
@@ -278,7 +288,25 @@ class WRN16(nn.Module):
         return self.readout(pooled).mean(-1)
 
     def stock_netx_exportable(self) -> tuple[bool, str]:
-        return False, "residual connections are not expressible in stock NetX"
+        return False, "residual connections need the rssnn NetX graph extension"
+
+
+def wrn16_blocks(widen: int = 4) -> list[tuple[int, int]]:
+    """WRN-16-k as in the reference code: 3 stages of 2 blocks, widths 16k, 32k, 64k."""
+    return [
+        (16 * widen, 1),
+        (16 * widen, 1),
+        (32 * widen, 2),
+        (32 * widen, 2),
+        (64 * widen, 2),
+        (64 * widen, 2),
+    ]
+
+
+def cpu_res_blocks(width: int = CPU_PLAN_WIDTH) -> list[tuple[int, int]]:
+    """The CPU residual net: the default CPU net's widths in three blocks (conv and identity
+    shortcuts both occur), so it trains in the CPU budget."""
+    return [(2 * width, 2), (2 * width, 1), (4 * width, 2)]
 
 
 def build_model(
@@ -297,11 +325,13 @@ def build_model(
     if name == "vgg5":
         return SpikingNet(VGG5_PLAN, num_steps, num_classes, neuron, dataset)
     if name == "wrn16":
-        return WRN16(num_steps, num_classes, neuron, dataset)
-    raise ValueError(f"unknown model '{name}': choose cpu, vgg11, vgg5 or wrn16")
+        return ResNet(16, wrn16_blocks(), num_steps, num_classes, neuron, dataset)
+    if name == "cpu-res":
+        return ResNet(width, cpu_res_blocks(width), num_steps, num_classes, neuron, dataset)
+    raise ValueError(f"unknown model '{name}': choose {', '.join(MODEL_NAMES)}")
 
 
-MODEL_NAMES = ("cpu", "vgg11", "vgg5", "wrn16")
+MODEL_NAMES = ("cpu", "cpu-res", "vgg11", "vgg5", "wrn16")
 
 
 def spiking_layers(model: nn.Module) -> list[tuple[str, DLIF]]:
