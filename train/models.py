@@ -297,9 +297,9 @@ def wrn16_blocks(widen: int = 4) -> list[tuple[int, int]]:
         (16 * widen, 1),
         (16 * widen, 1),
         (32 * widen, 2),
-        (32 * widen, 2),
+        (32 * widen, 1),
         (64 * widen, 2),
-        (64 * widen, 2),
+        (64 * widen, 1),
     ]
 
 

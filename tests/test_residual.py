@@ -1,0 +1,192 @@
+"""Residual networks: lowering, the file's graph section, Lava bit for bit with delays, the monitor."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import numpy as np
+import pytest
+import torch
+from test_export import _calibrated
+
+from rssnn import dynamics, netx_file
+from rssnn.errors import UserError
+from rssnn.export import lowering
+from rssnn.export.verify import compare, run_lava
+from rssnn.integer_forward import float_equivalent_logits, mppd_reference, run_fixed
+from rssnn.train import data
+from rssnn.train.models import MODEL_NAMES, ResNet, build_model, spiking_layers
+from rssnn.train.neurons import NeuronConfig
+
+
+@pytest.fixture(scope="module")
+def images(cifar_root):
+    split = data.load_split(cifar_root, "cifar10", "val", val_size=200, seed=0)
+    return split.images[:64], split.labels[:64], split.class_names
+
+
+def _resnet(pixels, per_channel: bool, mix=(0.7, 0.9)) -> ResNet:
+    """cpu-res at width 4: conv shortcuts (blocks 0, 2) and an identity one (block 1)."""
+    model = build_model("cpu-res", 3, width=4, neuron=NeuronConfig(per_channel=per_channel))
+    with torch.no_grad():
+        for block in model.blocks:  # not the 0.5/0.5 start: the folding must carry the mixing
+            block.mix.copy_(torch.tensor(mix))
+    return _calibrated(model, pixels, per_channel)
+
+
+def _widen_registers(monkeypatch) -> None:
+    for attr, value in (
+        ("WEIGHT_MANT_RANGE", (-(2**24), 2**24 - 2)),
+        ("BIAS_MANT_RANGE", (-(2**30), 2**30)),
+        ("STATE_MAX", 1 << 50),
+        ("VTH_MANT_RANGE", (1, 2**40)),
+    ):
+        monkeypatch.setattr(dynamics, attr, value)
+
+
+def test_residual_stream_becomes_skip_synapses_with_the_right_delays(images):
+    pixels, _, names = images
+    net = lowering.lower(_resnet(pixels, False), names)
+    skips = {layer.name: [(s.source, s.weight.shape[2:]) for s in layer.skips] for layer in net.layers}
+    assert skips == {
+        "blocks.0.neuron1": [],  # the stem, on the image
+        "blocks.0.neuron2": [],
+        "blocks.1.neuron1": [(0, (1, 1))],  # block 0's 1x1 conv shortcut of its first spikes
+        "blocks.1.neuron2": [],
+        "blocks.2.neuron1": [(0, (1, 1)), (1, (3, 3))],  # identity shortcut: block 0's terms again
+        "blocks.2.neuron2": [],
+        "neuron": [(4, (1, 1))],
+        "readout": [],
+    }
+    assert [net.skip_delay(k, s) for k, layer in enumerate(net.layers) for s in layer.skips] == [1, 3, 2, 1]
+    assert net.residual and net.layers[-1].in_shape == (16 * 8 * 8,)
+
+
+def test_residual_lowering_is_exact_up_to_quantisation(images, monkeypatch):
+    """Widened registers remove quantisation: the integer residual network (skips, folded BN,
+    mixing, stem, pooled read-out) must then reproduce the float model layer by layer."""
+    pixels, _, names = images
+    model = _resnet(pixels, True)
+    _widen_registers(monkeypatch)
+    net = lowering.lower(model, names)
+    fixed = run_fixed(net, pixels)
+    outs = []
+    hooks = [n.register_forward_hook(lambda m, i, o: outs.append(o)) for _, n in spiking_layers(model)]
+    with torch.no_grad():
+        float_logits = model(pixels.float() / 255)
+    for h in hooks:
+        h.remove()
+    assert len(outs) == len(fixed["spikes"]) == 7
+    for out, spikes in zip(outs, fixed["spikes"]):
+        assert 0.02 < out.mean() < 0.9
+        assert (out.bool().numpy() != spikes).mean() < 5e-3  # threshold ties only
+    logits = torch.from_numpy(float_equivalent_logits(net, fixed["logits"]))
+    torch.testing.assert_close(logits, float_logits.double(), atol=0.05, rtol=0.05)
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["per-layer", "per-channel"])
+def test_residual_file_round_trip_and_lava_are_bit_exact(images, tmp_path, per_channel):
+    pixels, _, names = images
+    net = lowering.lower(_resnet(pixels, per_channel), names)
+    path = tmp_path / "res.net"
+    assert netx_file.write(path, net, {}) == "rssnn-extension"
+    back, meta = netx_file.read(path)
+    assert "residual" in meta["features"]
+    for a, b in zip(net.layers, back.layers, strict=True):
+        assert a.name == b.name and np.array_equal(a.weight, b.weight) and np.array_equal(a.bias, b.bias)
+        assert [s.source for s in a.skips] == [s.source for s in b.skips]
+        for s, t in zip(a.skips, b.skips):
+            assert np.array_equal(s.weight, t.weight) and (s.stride, s.padding) == (t.stride, t.padding)
+        if a.spiking:
+            assert np.array_equal(a.vth, b.vth) and np.array_equal(a.v_decay, b.v_decay)
+    sample = pixels[:4]
+    report = compare(back, run_lava(path, back, sample), run_fixed(back, sample))
+    assert all(v["pytorch_spikes"] > 0 for v in report["per_layer"].values()), report
+    assert report["spike_mismatches"] == 0, report
+    assert report["prediction_agreement"] == 1.0
+
+
+def test_skips_without_their_delays_break_lava_agreement(images, tmp_path, monkeypatch):
+    """The delays are load-bearing: with every skip delivered one hop late or early, Lava
+    disagrees with the reference (so the bit-exact test above checks the timing)."""
+    from rssnn.lowered import LoweredNet
+
+    pixels, _, names = images
+    net = lowering.lower(_resnet(pixels, False), names)
+    path = tmp_path / "res.net"
+    netx_file.write(path, net, {})
+    monkeypatch.setattr(LoweredNet, "skip_delay", lambda self, target, skip: target - skip.source - 2)
+    report = compare(net, run_lava(path, net, pixels[:2]), run_fixed(net, pixels[:2]))
+    assert report["spike_mismatches"] > 0
+    first_with_skip = "blocks.1.neuron1"
+    assert report["per_layer"]["blocks.0.neuron2"]["mismatches"] == 0
+    assert report["per_layer"][first_with_skip]["mismatches"] > 0
+
+
+def test_stock_netx_refuses_a_residual_file_clearly(images, tmp_path):
+    from lava.lib.dl import netx
+
+    pixels, _, names = images
+    path = tmp_path / "res.net"
+    netx_file.write(path, lowering.lower(_resnet(pixels, False), names), {})
+    with pytest.raises(ValueError, match="stock NetX cannot describe residual connections"):
+        netx.hdf5.Network(net_config=str(path))
+
+
+def test_damaged_skip_is_rejected(images, tmp_path):
+    import h5py
+
+    pixels, _, names = images
+    path = tmp_path / "res.net"
+    netx_file.write(path, lowering.lower(_resnet(pixels, False), names), {})
+    with h5py.File(path, "r+") as f:
+        for i in f["layer"]:
+            if "skip" in f["layer"][i]:
+                f["layer"][i]["skip/0/source"][()] = int(i)  # from itself: not an earlier layer
+                break
+    with pytest.raises(UserError, match="earlier spiking layer"):
+        netx_file.read(path)
+
+
+def test_monitor_equals_the_reference_mppd_on_a_residual_network(images, tmp_path):
+    from rssnn.lava_procs import runtime
+    from rssnn.lava_procs.run import select_backend
+
+    pixels, _, names = images
+    path = tmp_path / "res.net"
+    netx_file.write(path, lowering.lower(_resnet(pixels, True), names), {})
+    net, _ = netx_file.read(path)
+    clean = pixels[:3]
+    noise = torch.randint(-8, 9, clean.shape, generator=torch.Generator().manual_seed(0))
+    pert = (clean.int() + noise).clamp(0, 255).to(torch.uint8)
+    result = runtime.run(runtime.build_pair(net, clean, pert), select_backend("sim")[1])
+    reference = mppd_reference(net, clean, pert)
+    assert result["predictions"][0].tolist() == reference["pred_clean"].tolist()
+    assert result["predictions"][1].tolist() == reference["pred_pert"].tolist()
+    assert len(result["monitors"]) == 7, "every spiking layer, those inside blocks included"
+    for mon, mppd, mpp in zip(result["monitors"], reference["mppd_per_step"], reference["mpp_per_step"]):
+        assert mon["images"] == 3 and min(mppd) > 0
+        np.testing.assert_allclose(mon["mppd"], mppd, rtol=1e-9)
+        np.testing.assert_allclose(mon["mpp"], mpp, rtol=1e-9)
+    assert multiprocessing.active_children() == []
+
+
+def test_wrn16_lowers_to_thirteen_layers_with_nine_skips(images):
+    pixels, _, names = images
+    model = _calibrated(build_model("wrn16", 2), pixels[:8], False)
+    net = lowering.lower(model, names)
+    assert len(net.layers) == 14 and sum(len(layer.skips) for layer in net.layers) == 9
+    assert net.layers[0].weight.shape == (16, 4, 3, 3) and net.layers[-2].out_shape == (256, 8, 8)
+
+
+def test_an_identity_shortcut_around_the_stem_is_refused(images):
+    pixels, _, names = images
+    model = _calibrated(ResNet(8, [(8, 1)], 2), pixels[:8], False)
+    with pytest.raises(UserError, match="identity shortcut around the stem"):
+        lowering.lower(model, names)
+
+
+def test_the_training_cli_offers_every_model():
+    from rssnn.train.cifar import MODEL_CHOICES
+
+    assert MODEL_CHOICES == MODEL_NAMES
