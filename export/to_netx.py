@@ -4,8 +4,10 @@
         --verify 100 --data-root DIR --split val --verify-report report.json
 
 The file loads with stock ``lava.lib.dl.netx.hdf5.Network(path, input_message_bits=8)``
-whenever the model has per-layer neuron parameters; per-channel leaks or thresholds make it an
-rssnn extension file (same layout, (C,) parameter arrays), read by ``lava_procs``.
+whenever the model is a chain with per-layer neuron parameters; per-channel leaks or thresholds
+make it an rssnn extension file (same layout, (C,) parameter arrays), and residual models
+(cpu-res, wrn16) one with skip synapses that stock NetX refuses with a clear message; both are
+read by ``lava_procs`` (docs/netx-schema.md).
 With ``--verify N`` the exporter runs N images through the PyTorch fixed-point mode and through
 the file in Lava (Loihi2SimCfg, fixed point), compares every spike of every layer and the
 predicted classes, and fails (exit 2, no file written) on any mismatch unless --allow-mismatch.
