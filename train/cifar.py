@@ -57,6 +57,156 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _data_arguments(group: argparse._ArgumentGroup) -> None:
+    """The data flags."""
+    group.add_argument("--dataset", choices=("cifar10", "cifar100"), default="cifar10")
+    group.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding cifar-10-batches-py / cifar-100-python, or that folder "
+        "itself (default: ../shared/data/cifar10 beside the project)",
+    )
+    group.add_argument("--download", action="store_true", help="download the dataset if missing")
+    group.add_argument(
+        "--val-size",
+        type=int,
+        default=5000,
+        help="class-balanced validation images held out of the training batches",
+    )
+    group.add_argument(
+        "--train-limit",
+        type=int,
+        default=None,
+        help="class-balanced subset of N training images (preset default)",
+    )
+    group.add_argument("--cutout", type=int, default=None, help="Cutout hole size in pixels, 0 = off")
+    group.add_argument("--no-augment", action="store_true", help="no random crop / flip")
+
+
+def _model_arguments(group: argparse._ArgumentGroup) -> None:
+    """The model flags."""
+    group.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default="cpu",
+        help="defaults for every flag marked (preset) that is not given",
+    )
+    group.add_argument("--model", choices=MODEL_CHOICES, default=None, help="architecture (preset)")
+    group.add_argument(
+        "--width", type=int, default=None, help="base width of the cpu and cpu-res models (preset)"
+    )
+    group.add_argument("--timesteps", type=int, default=None, help="time steps T (preset)")
+    group.add_argument(
+        "--neuron",
+        choices=("dlif", "lif"),
+        default="dlif",
+        help="dlif learns leak and threshold; lif is the fixed vanilla baseline",
+    )
+    group.add_argument(
+        "--per-channel", action="store_true", help="one leak and threshold per channel instead of per layer"
+    )
+    group.add_argument("--leak", type=float, default=0.99, help="initial voltage leak lambda, (0, 1]")
+    group.add_argument("--threshold", type=float, default=1.0, help="initial threshold, > 0")
+    group.add_argument(
+        "--learn-current-leak",
+        action="store_true",
+        help="add a learnable current (synaptic) leak, initialised at 0",
+    )
+    group.add_argument(
+        "--learn-gain",
+        action="store_true",
+        help="the paper's per-step input gain a[t] (not Loihi-exportable)",
+    )
+    group.add_argument(
+        "--surrogate-width", type=float, default=1.0, help="half-width of the triangle surrogate gradient"
+    )
+
+
+def _objective_arguments(group: argparse._ArgumentGroup) -> None:
+    """The objective flags."""
+    group.add_argument(
+        "--mode",
+        choices=MODES,
+        default="gaussian",
+        help="training perturbation for the second CE term and MS-MPPD",
+    )
+    group.add_argument(
+        "--sigma", type=_fraction, default=8 / 255, help="Gaussian noise std in pixel units, e.g. 8/255"
+    )
+    group.add_argument("--eps", type=_fraction, default=4 / 255, help="FGSM/PGD L-inf budget, e.g. 4/255")
+    group.add_argument("--pgd-steps", type=int, default=3, help="PGD steps in pgd mode")
+    group.add_argument("--pgd-alpha", type=_fraction, default=None, help="PGD step (default eps/2)")
+    group.add_argument("--rho", type=float, default=1.0, help="MS-MPPD weight (0 disables it)")
+    group.add_argument("--kappa", type=float, default=0.5, help="weight of the clean CE term")
+    group.add_argument(
+        "--mppd-layers",
+        default="last",
+        help="'last' (reference), 'all', or comma-separated spiking layer names",
+    )
+    group.add_argument(
+        "--mppd-leak",
+        choices=("detached", "fixed", "learned"),
+        default="detached",
+        help="leak of the MS-MPPD recursion: the layer's learned leak as a constant, the "
+        "reference's fixed 0.99, or 'learned' (with gradient: the loss can then shrink its own "
+        "measure by lowering the leak; only for the ablation)",
+    )
+    group.add_argument(
+        "--mppd-units",
+        choices=("threshold", "raw"),
+        default="threshold",
+        help="measure dI in units of the layer's (detached) threshold, which closes the "
+        "current-and-threshold rescaling loophole, or 'raw' as the reference (ablation only)",
+    )
+
+
+def _optimisation_arguments(group: argparse._ArgumentGroup) -> None:
+    """The optimisation flags."""
+    group.add_argument("--epochs", type=int, default=None, help="epochs (preset)")
+    group.add_argument("--batch-size", type=int, default=None, help="batch size (preset)")
+    group.add_argument("--eval-batch-size", type=int, default=256)
+    group.add_argument("--lr", type=float, default=None, help="SGD learning rate, cosine decay (preset)")
+    group.add_argument("--momentum", type=float, default=0.9)
+    group.add_argument("--weight-decay", type=float, default=None, help="on weights only (preset)")
+    group.add_argument(
+        "--neuron-lr-scale", type=float, default=0.1, help="learning-rate factor for leaks and thresholds"
+    )
+    group.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop training after this wall time (checkpoint kept, resumable)",
+    )
+
+
+def _run_arguments(group: argparse._ArgumentGroup) -> None:
+    """The run flags."""
+    group.add_argument("--out", default="runs/cifar", help="run folder")
+    group.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        help="continue a run: from --out/last.pt, or from the given checkpoint",
+    )
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        help="seed of the validation hold-out and the --train-limit subset (default: --seed); fix "
+        "it to compare training seeds on the same images",
+    )
+    group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    group.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=100,
+        help="also write last.pt every N batches (0: only at epoch ends)",
+    )
+    group.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rssnn.cli_support import OneLineParser
 
@@ -65,141 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    d = ap.add_argument_group("data")
-    d.add_argument("--dataset", choices=("cifar10", "cifar100"), default="cifar10")
-    d.add_argument(
-        "--data-root",
-        default=None,
-        help="folder holding cifar-10-batches-py / cifar-100-python, or that folder "
-        "itself (default: ../shared/data/cifar10 beside the project)",
-    )
-    d.add_argument("--download", action="store_true", help="download the dataset if missing")
-    d.add_argument(
-        "--val-size",
-        type=int,
-        default=5000,
-        help="class-balanced validation images held out of the training batches",
-    )
-    d.add_argument(
-        "--train-limit",
-        type=int,
-        default=None,
-        help="class-balanced subset of N training images (preset default)",
-    )
-    d.add_argument("--cutout", type=int, default=None, help="Cutout hole size in pixels, 0 = off")
-    d.add_argument("--no-augment", action="store_true", help="no random crop / flip")
-    m = ap.add_argument_group("model")
-    m.add_argument(
-        "--preset",
-        choices=tuple(PRESETS),
-        default="cpu",
-        help="defaults for every flag marked (preset) that is not given",
-    )
-    m.add_argument("--model", choices=MODEL_CHOICES, default=None, help="architecture (preset)")
-    m.add_argument(
-        "--width", type=int, default=None, help="base width of the cpu and cpu-res models (preset)"
-    )
-    m.add_argument("--timesteps", type=int, default=None, help="time steps T (preset)")
-    m.add_argument(
-        "--neuron",
-        choices=("dlif", "lif"),
-        default="dlif",
-        help="dlif learns leak and threshold; lif is the fixed vanilla baseline",
-    )
-    m.add_argument(
-        "--per-channel", action="store_true", help="one leak and threshold per channel instead of per layer"
-    )
-    m.add_argument("--leak", type=float, default=0.99, help="initial voltage leak lambda, (0, 1]")
-    m.add_argument("--threshold", type=float, default=1.0, help="initial threshold, > 0")
-    m.add_argument(
-        "--learn-current-leak",
-        action="store_true",
-        help="add a learnable current (synaptic) leak, initialised at 0",
-    )
-    m.add_argument(
-        "--learn-gain",
-        action="store_true",
-        help="the paper's per-step input gain a[t] (not Loihi-exportable)",
-    )
-    m.add_argument(
-        "--surrogate-width", type=float, default=1.0, help="half-width of the triangle surrogate gradient"
-    )
-    o = ap.add_argument_group("objective")
-    o.add_argument(
-        "--mode",
-        choices=MODES,
-        default="gaussian",
-        help="training perturbation for the second CE term and MS-MPPD",
-    )
-    o.add_argument(
-        "--sigma", type=_fraction, default=8 / 255, help="Gaussian noise std in pixel units, e.g. 8/255"
-    )
-    o.add_argument("--eps", type=_fraction, default=4 / 255, help="FGSM/PGD L-inf budget, e.g. 4/255")
-    o.add_argument("--pgd-steps", type=int, default=3, help="PGD steps in pgd mode")
-    o.add_argument("--pgd-alpha", type=_fraction, default=None, help="PGD step (default eps/2)")
-    o.add_argument("--rho", type=float, default=1.0, help="MS-MPPD weight (0 disables it)")
-    o.add_argument("--kappa", type=float, default=0.5, help="weight of the clean CE term")
-    o.add_argument(
-        "--mppd-layers",
-        default="last",
-        help="'last' (reference), 'all', or comma-separated spiking layer names",
-    )
-    o.add_argument(
-        "--mppd-leak",
-        choices=("detached", "fixed", "learned"),
-        default="detached",
-        help="leak of the MS-MPPD recursion: the layer's learned leak as a constant, the "
-        "reference's fixed 0.99, or 'learned' (with gradient: the loss can then shrink its own "
-        "measure by lowering the leak; only for the ablation)",
-    )
-    o.add_argument(
-        "--mppd-units",
-        choices=("threshold", "raw"),
-        default="threshold",
-        help="measure dI in units of the layer's (detached) threshold, which closes the "
-        "current-and-threshold rescaling loophole, or 'raw' as the reference (ablation only)",
-    )
-    t = ap.add_argument_group("optimisation")
-    t.add_argument("--epochs", type=int, default=None, help="epochs (preset)")
-    t.add_argument("--batch-size", type=int, default=None, help="batch size (preset)")
-    t.add_argument("--eval-batch-size", type=int, default=256)
-    t.add_argument("--lr", type=float, default=None, help="SGD learning rate, cosine decay (preset)")
-    t.add_argument("--momentum", type=float, default=0.9)
-    t.add_argument("--weight-decay", type=float, default=None, help="on weights only (preset)")
-    t.add_argument(
-        "--neuron-lr-scale", type=float, default=0.1, help="learning-rate factor for leaks and thresholds"
-    )
-    t.add_argument(
-        "--max-minutes",
-        type=float,
-        default=None,
-        help="stop training after this wall time (checkpoint kept, resumable)",
-    )
-    r = ap.add_argument_group("run")
-    r.add_argument("--out", default="runs/cifar", help="run folder")
-    r.add_argument(
-        "--resume",
-        nargs="?",
-        const="auto",
-        default=None,
-        help="continue a run: from --out/last.pt, or from the given checkpoint",
-    )
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument(
-        "--split-seed",
-        type=int,
-        default=None,
-        help="seed of the validation hold-out and the --train-limit subset (default: --seed); fix "
-        "it to compare training seeds on the same images",
-    )
-    r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    r.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=100,
-        help="also write last.pt every N batches (0: only at epoch ends)",
-    )
-    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    _data_arguments(ap.add_argument_group("data"))
+    _model_arguments(ap.add_argument_group("model"))
+    _objective_arguments(ap.add_argument_group("objective"))
+    _optimisation_arguments(ap.add_argument_group("optimisation"))
+    _run_arguments(ap.add_argument_group("run"))
     return ap
 
 
