@@ -36,6 +36,28 @@ def stage(name: str, args: list[str], done: Path, timings: dict[str, float]) -> 
     timings[name] = time.perf_counter() - t0
 
 
+def pipeline(out: Path, data: list[str], download: bool) -> list[tuple[str, list[str], Path]]:
+    """The stages in order: (name, command line, the output whose existence means done)."""
+    ckpt = out / "train" / "best.pt"
+    train = ["train/cifar.py", "--out", str(out / "train"), *data, *(["--download"] if download else [])]
+    evaluate = ["train/evaluate.py", "--checkpoint", str(ckpt), *data, "--limit", "200",
+                "--attacks", ATTACKS, "--out", str(out / "eval" / "results.json"), "--quiet"]  # fmt: skip
+    export = ["export/to_netx.py", "--checkpoint", str(ckpt), "--out", str(out / "model.net"), *data,
+              "--verify", "100", "--verify-report", str(out / "verify.json")]  # fmt: skip
+    stages = [
+        ("train", train + TRAIN, ckpt),
+        ("evaluate", evaluate, out / "eval" / "results.json"),
+        ("export", export, out / "model.net"),  # renamed into place only once verified
+    ]
+    for pert in ("gaussian:8/255", "fgsm:8/255"):
+        kind = pert.split(":")[0]
+        lava = ["-m", "rssnn.lava_procs.run", "--net", str(out / "model.net"), *data,
+                "--limit", str(LAVA_IMAGES), "--perturb", pert, "--checkpoint", str(ckpt),
+                "--out", str(out / f"lava-{kind}.json")]  # fmt: skip
+        stages.append((f"lava-{kind}", lava, out / f"lava-{kind}.json"))
+    return stages
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m rssnn.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -51,77 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     data = ["--data-root", args.data_root] if args.data_root else []
     timings: dict[str, float] = {}
     try:
-        stage(
-            "train",
-            [
-                "train/cifar.py",
-                "--out",
-                str(out / "train"),
-                *data,
-                *(["--download"] if args.download else []),
-                *TRAIN,
-            ],
-            out / "train" / "best.pt",
-            timings,
-        )
-        ckpt = out / "train" / "best.pt"
-        stage(
-            "evaluate",
-            [
-                "train/evaluate.py",
-                "--checkpoint",
-                str(ckpt),
-                *data,
-                "--limit",
-                "200",
-                "--attacks",
-                ATTACKS,
-                "--out",
-                str(out / "eval" / "results.json"),
-                "--quiet",
-            ],
-            out / "eval" / "results.json",
-            timings,
-        )
-        stage(
-            "export",
-            [
-                "export/to_netx.py",
-                "--checkpoint",
-                str(ckpt),
-                "--out",
-                str(out / "model.net"),
-                *data,
-                "--verify",
-                "100",
-                "--verify-report",
-                str(out / "verify.json"),
-            ],
-            out / "model.net",  # renamed into place only once verified
-            timings,
-        )
-        for pert in ("gaussian:8/255", "fgsm:8/255"):
-            kind = pert.split(":")[0]
-            stage(
-                f"lava-{kind}",
-                [
-                    "-m",
-                    "rssnn.lava_procs.run",
-                    "--net",
-                    str(out / "model.net"),
-                    *data,
-                    "--limit",
-                    str(LAVA_IMAGES),
-                    "--perturb",
-                    pert,
-                    "--checkpoint",
-                    str(ckpt),
-                    "--out",
-                    str(out / f"lava-{kind}.json"),
-                ],
-                out / f"lava-{kind}.json",
-                timings,
-            )
+        for name, command, done in pipeline(out, data, args.download):
+            stage(name, command, done, timings)
     except subprocess.CalledProcessError as exc:
         print(
             f"error: stage failed with exit status {exc.returncode}; see its message above", file=sys.stderr
