@@ -47,6 +47,30 @@ def _calibrated(model: torch.nn.Module, pixels: torch.Tensor, per_channel: bool,
     return calibrate_batchnorm(model, pixels.float() / 255)
 
 
+def widen_registers(monkeypatch) -> None:
+    """Registers far wider than Loihi's: quantisation vanishes, the folding alone is tested."""
+    for attr, value in (
+        ("WEIGHT_MANT_RANGE", (-(2**24), 2**24 - 2)),
+        ("BIAS_MANT_RANGE", (-(2**30), 2**30)),
+        ("STATE_MAX", 1 << 50),
+        ("VTH_MANT_RANGE", (1, 2**40)),
+    ):
+        monkeypatch.setattr(dynamics, attr, value)
+
+
+def float_spikes_and_logits(model: torch.nn.Module, pixels: torch.Tensor):
+    """The float model's spikes per spiking layer (execution order) and its logits."""
+    outs = []
+    hooks = [n.register_forward_hook(lambda m, i, o: outs.append(o)) for _, n in spiking_layers(model)]
+    try:
+        with torch.no_grad():
+            logits = model(pixels.float() / 255)
+    finally:
+        for h in hooks:
+            h.remove()
+    return outs, logits
+
+
 @pytest.mark.parametrize("per_channel", [False, True], ids=["per-layer", "per-channel"])
 @pytest.mark.parametrize("plan", ["conv", "dense", "pool"])
 def test_roundtrip_is_bit_exact_in_lava(images, tmp_path, plan, per_channel):
@@ -108,21 +132,10 @@ def test_lowering_is_exact_up_to_quantisation(images, monkeypatch, plan):
     channel with its border effect, pooling) independently of the 8-bit precision."""
     pixels, _, names = images
     model = _calibrated(SpikingNet(PLANS[plan], 3), pixels, False)
-    for attr, value in (
-        ("WEIGHT_MANT_RANGE", (-(2**24), 2**24 - 2)),
-        ("BIAS_MANT_RANGE", (-(2**30), 2**30)),
-        ("STATE_MAX", 1 << 50),
-        ("VTH_MANT_RANGE", (1, 2**40)),
-    ):
-        monkeypatch.setattr(dynamics, attr, value)
+    widen_registers(monkeypatch)
     net = lowering.lower(model, names)
     fixed = run_fixed(net, pixels)
-    outs = []
-    hooks = [n.register_forward_hook(lambda m, i, o: outs.append(o)) for _, n in spiking_layers(model)]
-    with torch.no_grad():
-        float_logits = model(pixels.float() / 255)
-    for h in hooks:
-        h.remove()
+    outs, float_logits = float_spikes_and_logits(model, pixels)
     first = (outs[0].bool() != torch.from_numpy(fixed["spikes"][0])).double().mean().item()
     assert 0 < outs[0].mean() < 1 and first < 1e-4
     logits = torch.from_numpy(float_equivalent_logits(net, fixed["logits"]))

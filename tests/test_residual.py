@@ -7,15 +7,15 @@ import multiprocessing
 import numpy as np
 import pytest
 import torch
-from test_export import _calibrated
+from test_export import _calibrated, float_spikes_and_logits, widen_registers
 
-from rssnn import dynamics, netx_file
+from rssnn import netx_file
 from rssnn.errors import UserError
 from rssnn.export import lowering
 from rssnn.export.verify import compare, run_lava
 from rssnn.integer_forward import float_equivalent_logits, mppd_reference, run_fixed
 from rssnn.train import data
-from rssnn.train.models import MODEL_NAMES, ResNet, build_model, spiking_layers
+from rssnn.train.models import MODEL_NAMES, ResNet, build_model
 from rssnn.train.neurons import NeuronConfig
 
 
@@ -32,16 +32,6 @@ def _resnet(pixels, per_channel: bool, mix=(0.7, 0.9)) -> ResNet:
         for block in model.blocks:  # not the 0.5/0.5 start: the folding must carry the mixing
             block.mix.copy_(torch.tensor(mix))
     return _calibrated(model, pixels, per_channel)
-
-
-def _widen_registers(monkeypatch) -> None:
-    for attr, value in (
-        ("WEIGHT_MANT_RANGE", (-(2**24), 2**24 - 2)),
-        ("BIAS_MANT_RANGE", (-(2**30), 2**30)),
-        ("STATE_MAX", 1 << 50),
-        ("VTH_MANT_RANGE", (1, 2**40)),
-    ):
-        monkeypatch.setattr(dynamics, attr, value)
 
 
 def test_residual_stream_becomes_skip_synapses_with_the_right_delays(images):
@@ -67,15 +57,10 @@ def test_residual_lowering_is_exact_up_to_quantisation(images, monkeypatch):
     mixing, stem, pooled read-out) must then reproduce the float model layer by layer."""
     pixels, _, names = images
     model = _resnet(pixels, True)
-    _widen_registers(monkeypatch)
+    widen_registers(monkeypatch)
     net = lowering.lower(model, names)
     fixed = run_fixed(net, pixels)
-    outs = []
-    hooks = [n.register_forward_hook(lambda m, i, o: outs.append(o)) for _, n in spiking_layers(model)]
-    with torch.no_grad():
-        float_logits = model(pixels.float() / 255)
-    for h in hooks:
-        h.remove()
+    outs, float_logits = float_spikes_and_logits(model, pixels)
     assert len(outs) == len(fixed["spikes"]) == 7
     for out, spikes in zip(outs, fixed["spikes"]):
         assert 0.02 < out.mean() < 0.9
