@@ -38,3 +38,12 @@ def tiny_run(cifar_root, tmp_path_factory) -> Path:
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     return run
+
+
+@pytest.fixture(autouse=True)
+def _seeded_torch():
+    """Every test starts from torch seed 0: results must not depend on which tests ran before
+    (untrained models draw their weights from the global generator)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(0)

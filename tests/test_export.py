@@ -136,10 +136,25 @@ def test_lowering_is_exact_up_to_quantisation(images, monkeypatch, plan):
     net = lowering.lower(model, names)
     fixed = run_fixed(net, pixels)
     outs, float_logits = float_spikes_and_logits(model, pixels)
-    first = (outs[0].bool() != torch.from_numpy(fixed["spikes"][0])).double().mean().item()
-    assert 0 < outs[0].mean() < 1 and first < 1e-4
-    logits = torch.from_numpy(float_equivalent_logits(net, fixed["logits"]))
-    torch.testing.assert_close(logits, float_logits.double(), atol=0.05, rtol=0.05)
+    assert 0 < outs[0].mean() < 1
+    assert_float_equivalent(net, fixed, outs, float_logits)
+
+
+def assert_float_equivalent(net, fixed, float_spikes, float_logits, min_identical: float = 0.9) -> None:
+    """The integer network (widened registers) computes the float model.
+
+    A membrane that lands on its threshold within float32 rounding may fire in one model and
+    not the other, and the flip then propagates; such ties are rare. So: most images must give
+    identical spikes in every layer, and on those the logits must agree to float32 precision
+    (any folding error would show there, at every image)."""
+    per_image = np.ones(len(float_logits), dtype=bool)
+    for out, spikes in zip(float_spikes, fixed["spikes"], strict=True):
+        same = out.bool().numpy() == spikes
+        assert same.mean() > 0.99
+        per_image &= same.reshape(len(same), -1).all(1)
+    assert per_image.mean() >= min_identical, f"only {per_image.mean():.2f} of images spike identically"
+    logits = float_equivalent_logits(net, fixed["logits"])[per_image]
+    np.testing.assert_allclose(logits, float_logits.double().numpy()[per_image], atol=1e-4, rtol=1e-4)
 
 
 def test_default_model_on_real_images_is_bit_exact(images, tmp_path):

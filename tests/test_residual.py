@@ -7,13 +7,13 @@ import multiprocessing
 import numpy as np
 import pytest
 import torch
-from test_export import _calibrated, float_spikes_and_logits, widen_registers
+from test_export import _calibrated, assert_float_equivalent, float_spikes_and_logits, widen_registers
 
 from rssnn import netx_file
 from rssnn.errors import UserError
 from rssnn.export import lowering
 from rssnn.export.verify import compare, run_lava
-from rssnn.integer_forward import float_equivalent_logits, mppd_reference, run_fixed
+from rssnn.integer_forward import mppd_reference, run_fixed
 from rssnn.train import data
 from rssnn.train.models import MODEL_NAMES, ResNet, build_model
 from rssnn.train.neurons import NeuronConfig
@@ -62,11 +62,8 @@ def test_residual_lowering_is_exact_up_to_quantisation(images, monkeypatch):
     fixed = run_fixed(net, pixels)
     outs, float_logits = float_spikes_and_logits(model, pixels)
     assert len(outs) == len(fixed["spikes"]) == 7
-    for out, spikes in zip(outs, fixed["spikes"]):
-        assert 0.02 < out.mean() < 0.9
-        assert (out.bool().numpy() != spikes).mean() < 5e-3  # threshold ties only
-    logits = torch.from_numpy(float_equivalent_logits(net, fixed["logits"]))
-    torch.testing.assert_close(logits, float_logits.double(), atol=0.05, rtol=0.05)
+    assert all(0.02 < out.mean() < 0.9 for out in outs)
+    assert_float_equivalent(net, fixed, outs, float_logits)
 
 
 @pytest.mark.parametrize("per_channel", [False, True], ids=["per-layer", "per-channel"])
