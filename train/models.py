@@ -102,7 +102,19 @@ class Flatten(nn.Module):
         return x.reshape(x.shape[0], -1, x.shape[-1])
 
 
-class SpikingNet(nn.Module):
+class ImageClassifier(nn.Module):
+    """What every model here shares: T, the image size, and normalisation as its first step."""
+
+    def __init__(self, num_steps: int, dataset: str, image_size: int):
+        super().__init__()
+        from rssnn.train.data import NORMALISATION
+
+        self.num_steps = num_steps
+        self.image_size = image_size
+        self.normalize = Normalize(*NORMALISATION[dataset])
+
+
+class SpikingNet(ImageClassifier):
     """A feed-forward spiking model described by a layer plan.
 
     Plan entries: ``("conv", cout, stride)``, ``("pool",)``, ``("flatten",)``,
@@ -120,13 +132,8 @@ class SpikingNet(nn.Module):
         in_channels: int = 3,
         image_size: int = 32,
     ):
-        super().__init__()
-        from rssnn.train.data import NORMALISATION
-
+        super().__init__(num_steps, dataset, image_size)
         neuron = neuron or NeuronConfig()
-        self.num_steps = num_steps
-        self.image_size = image_size
-        self.normalize = Normalize(*NORMALISATION[dataset])
         layers: list[nn.Module] = []
         c, size, features = in_channels, image_size, None
         for entry in plan:
@@ -245,7 +252,7 @@ class PreActBlock(nn.Module):
         return self.mix[0] * short + self.mix[1] * out
 
 
-class ResNet(nn.Module):
+class ResNet(ImageClassifier):
     """Pre-activation spiking ResNet: stem conv -> residual blocks -> BN -> DLIF -> global
     average pool -> read-out.
 
@@ -264,13 +271,8 @@ class ResNet(nn.Module):
         dataset: str = "cifar10",
         image_size: int = 32,
     ):
-        super().__init__()
-        from rssnn.train.data import NORMALISATION
-
+        super().__init__(num_steps, dataset, image_size)
         neuron = neuron or NeuronConfig()
-        self.num_steps = num_steps
-        self.image_size = image_size
-        self.normalize = Normalize(*NORMALISATION[dataset])
         self.stem = slayer.synapse.Conv(3, stem_width, 3, padding=1)
         units, cin = [], stem_width
         for width, stride in blocks:
