@@ -24,6 +24,7 @@ import torch
 from rssnn.integer_forward import run_fixed
 from rssnn.lava_guard import cleanup_on_exit, run_steps, stop
 from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredNet, encode_input
+from rssnn.synapse_kinds import kind_of
 
 
 def run_lava(
@@ -51,11 +52,7 @@ def run_lava(
     n = pixels.shape[0]
     spiking = [layer for layer in net.layers if layer.spiking]
     total = n * steps_per_image + len(spiking) + 1
-    frames = encode_input(pixels).astype(np.int32)
-    if net.layers[0].kind == "dense":  # flattened input, (C, H, W) order as NetX expects
-        frames = frames.reshape(n, -1)
-    else:
-        frames = frames.transpose(0, 3, 2, 1)  # N, W, H, C (Lava order)
+    frames = kind_of(net.layers[0].kind).lava_input(encode_input(pixels).astype(np.int32))
     data = np.repeat(frames[..., None], steps_per_image, axis=-1)  # N, W, H, C, T
     data = np.concatenate(
         [

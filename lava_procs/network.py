@@ -53,6 +53,23 @@ def _conv_args(syn: LoweredLayer | SkipSynapse) -> dict[str, Any]:
     )
 
 
+def _conv_block(layer: LoweredLayer, input_shape: tuple[int, ...], **block: Any) -> Any:
+    from rssnn.lava_procs.netx_blocks import Conv
+
+    return Conv(input_shape=input_shape, **block, **_conv_args(layer))
+
+
+def _dense_block(layer: LoweredLayer, input_shape: tuple[int, ...] | None, **block: Any) -> Any:
+    from rssnn.lava_procs.netx_blocks import Dense, optimize_weight_bits
+
+    weight, bits, exponent, sign_mode = optimize_weight_bits(layer.weight.astype(np.float64))
+    return Dense(weight=weight, num_weight_bits=bits, weight_exponent=exponent, sign_mode=sign_mode, **block)
+
+
+# Lava's half of each synapse kind of rssnn.synapse_kinds: a NetX block (synapse + neuron).
+BLOCKS = {"conv": _conv_block, "dense": _dense_block}
+
+
 def _connect_skip(source: Any, target: Any, skip: SkipSynapse, delay: int) -> list[Any]:
     """source block's spikes -> SpikeDelay (``delay`` steps) -> Lava Conv -> target's neuron.
 
@@ -61,8 +78,11 @@ def _connect_skip(source: Any, target: Any, skip: SkipSynapse, delay: int) -> li
     """
     from lava.proc.conv.process import Conv as ConvSynapse
 
+    from rssnn.errors import UserError
     from rssnn.lava_procs.delay.process import SpikeDelay
 
+    if skip.kind != "conv":
+        raise UserError(f"a {skip.kind} skip synapse has no Lava mapping yet (conv skips only)")
     synapse = ConvSynapse(input_shape=lava_order(skip.in_shape), num_message_bits=0, **_conv_args(skip))
     created = [synapse]
     spikes = source.out
@@ -96,12 +116,10 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
     ``reset_offset`` = 1 for a source that starts sending at step 1 (RingBuffer). ``gains``
     (per spiking layer, length T) enable the float model's per-step input gain.
     """
-    from rssnn.lava_procs.netx_blocks import Conv, Dense, optimize_weight_bits
-
     steps = net.num_steps
     blocks, neurons, names, leaks, scales, extras = [], [], [], [], [], []
     input_bits = INPUT_MESSAGE_BITS
-    prev_shape = lava_order(net.input_shape) if net.layers[0].kind == "conv" else None
+    prev_shape = lava_order(net.input_shape)
     for k, layer in enumerate(net.layers):
         shape = lava_order(layer.out_shape)
         if layer.spiking:
@@ -122,27 +140,14 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
         )
         if gains is not None and layer.spiking:
             neuron_params["gain"] = gains[len(neurons)]
-        if layer.kind == "conv":
-            block = Conv(
-                input_shape=prev_shape,
-                shape=shape,
-                neuron_params=neuron_params,
-                input_message_bits=input_bits,
-                bias=_bias(layer, shape),
-                **_conv_args(layer),
-            )
-        else:
-            weight, bits, exponent, sign_mode = optimize_weight_bits(layer.weight.astype(np.float64))
-            block = Dense(
-                shape=shape,
-                neuron_params=neuron_params,
-                weight=weight,
-                num_weight_bits=bits,
-                weight_exponent=exponent,
-                sign_mode=sign_mode,
-                input_message_bits=input_bits,
-                bias=_bias(layer, shape),
-            )
+        block = BLOCKS[layer.kind](
+            layer,
+            input_shape=prev_shape,
+            shape=shape,
+            neuron_params=neuron_params,
+            input_message_bits=input_bits,
+            bias=_bias(layer, shape),
+        )
         if blocks:
             src = blocks[-1].out
             if layer.flatten_before and len(blocks[-1].out.shape) == 3:

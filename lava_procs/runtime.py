@@ -23,14 +23,12 @@ from rssnn.lava_procs.io.process import ClassDecoder, ImageEncoder
 from rssnn.lava_procs.monitor.process import MembranePerturbationMonitor
 from rssnn.lava_procs.network import FIRST_LAYER_DELAY, LavaNetwork, build
 from rssnn.lowered import LoweredNet, encode_input
+from rssnn.synapse_kinds import kind_of
 
 
 def to_lava_input(net: LoweredNet, pixels: np.ndarray) -> np.ndarray:
     """uint8 images [N, 3, H, W] -> graded input in Lava order, bias channel included."""
-    x = encode_input(pixels)
-    if net.layers[0].kind == "dense":
-        return x.reshape(len(x), -1)
-    return x.transpose(0, 3, 2, 1)
+    return kind_of(net.layers[0].kind).lava_input(encode_input(pixels))
 
 
 @dataclass

@@ -15,6 +15,7 @@ import numpy as np
 
 from rssnn import dynamics
 from rssnn.lowered import LoweredLayer, LoweredNet, SkipSynapse, encode_input
+from rssnn.synapse_kinds import kind_of
 
 CHUNK_ELEMENTS = 1 << 24  # im2col rows x columns per product: bounds memory at ~128 MB
 
@@ -88,16 +89,7 @@ def conv_xyc(
 
 def synaptic_input(layer: LoweredLayer | SkipSynapse, x: np.ndarray) -> np.ndarray:
     """Integer synaptic input [N, C, *S, T] of one synapse for integer inputs x [N, Cin, *S, T]."""
-    n, steps = x.shape[0], x.shape[-1]
-    if layer.kind == "conv":
-        merged = np.moveaxis(x, -1, 1).reshape(n * steps, *x.shape[1:4])
-        y = correlate(merged, layer.weight, layer.stride, layer.padding)
-        y = np.moveaxis(y.reshape(n, steps, *y.shape[1:]), 1, -1)
-    else:
-        y = np.einsum(
-            "oi,nit->not", layer.weight.astype(np.float64), x.reshape(n, -1, steps).astype(np.float64)
-        )
-    return np.rint(y).astype(np.int64)
+    return np.rint(kind_of(layer.kind).forward(layer, x)).astype(np.int64)
 
 
 def lif_sequence(

@@ -24,6 +24,7 @@ from rssnn import __version__ as RSSNN_VERSION
 from rssnn import dynamics
 from rssnn.errors import UserError
 from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet, SkipSynapse
+from rssnn.synapse_kinds import KINDS, kind_of
 
 FORMAT = "rssnn-netx"
 VERSION = 1
@@ -87,25 +88,13 @@ def _guard(handle: h5py.Group) -> None:
     handle.attrs["rssnn_guard"] = True
 
 
-def _conv_synapse(handle: h5py.Group, weight: np.ndarray, stride, padding) -> None:
-    """NetX's conv synapse fields (``type`` and ``shape`` are the caller's)."""
-    handle.create_dataset("inChannels", data=weight.shape[1])
-    handle.create_dataset("outChannels", data=weight.shape[0])
-    handle.create_dataset("kernelSize", data=np.array(weight.shape[2:]))
-    handle.create_dataset("stride", data=np.array(stride))
-    handle.create_dataset("padding", data=np.array(padding))
-    handle.create_dataset("dilation", data=np.array([1, 1]))
-    handle.create_dataset("groups", data=1)
-    handle.create_dataset("weight", data=weight.astype(np.float32))
-
-
 def _skips(handle: h5py.Group, layer: LoweredLayer, group_of: dict[int, int]) -> None:
     """``skip/<j>``: a residual synapse from the layer at NetX index ``source``."""
     for j, skip in enumerate(layer.skips):
         g = handle.create_group(f"skip/{j}")
         _type(g, skip.kind)
         g.create_dataset("source", data=group_of[skip.source])
-        _conv_synapse(g, skip.weight, skip.stride, skip.padding)
+        kind_of(skip.kind).write(g, skip)
 
 
 def write(path: str | Path, net: LoweredNet, metadata: dict[str, Any]) -> str:
@@ -145,12 +134,7 @@ def write(path: str | Path, net: LoweredNet, metadata: dict[str, Any]) -> str:
                 g = group()
                 _type(g, layer.kind)
                 g.create_dataset("shape", data=np.array(layer.out_shape))
-                if layer.kind == "conv":
-                    _conv_synapse(g, layer.weight, layer.stride, layer.padding)
-                else:
-                    g.create_dataset("inFeatures", data=layer.weight.shape[1])
-                    g.create_dataset("outFeatures", data=layer.weight.shape[0])
-                    g.create_dataset("weight", data=layer.weight.astype(np.float32))
+                kind_of(layer.kind).write(g, layer)
                 g.create_dataset("bias", data=_bias_for_netx(layer))
                 _skips(g, layer, group_of)
                 if layer.spiking:
@@ -246,14 +230,7 @@ def _check_range(path: Path, name: str, what: str, values: np.ndarray, lo: int, 
 
 
 def _synapse_fits(syn: LoweredLayer | SkipSynapse, out_shape: tuple[int, ...]) -> bool:
-    w = syn.weight
-    if syn.kind != "conv":
-        return w.ndim == 2 and w.shape == (out_shape[0], syn.in_shape[0])
-    c_in, h, wd = syn.in_shape
-    if not (w.ndim == 4 and w.shape[0] == out_shape[0] and w.shape[1] == c_in):
-        return False
-    (kh, kw), (sh, sw), (ph, pw) = w.shape[2:], syn.stride, syn.padding
-    return tuple(out_shape) == (w.shape[0], (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1)
+    return KINDS[syn.kind].output_shape(syn) == tuple(out_shape)
 
 
 def validate_layer(path: Path, layer: LoweredLayer) -> None:
@@ -279,20 +256,13 @@ def _read_skips(
     for j in range(len(g["skip"]) if "skip" in g else 0):
         s = g[f"skip/{j}"]
         kind, source = s["type"][0].decode(), int(s["source"][()])
-        if kind != "conv" or source not in lowered_of or not layers[lowered_of[source]].spiking:
+        if kind not in KINDS or source not in lowered_of or not layers[lowered_of[source]].spiking:
             raise UserError(
-                f"'{path}' {name}: skip {j} ({kind} from layer {source}) must be a conv synapse "
-                "from an earlier spiking layer; the file is damaged"
+                f"'{path}' {name}: skip {j} ({kind} from layer {source}) must be a synapse "
+                f"({', '.join(KINDS)}) from an earlier spiking layer; the file is damaged"
             )
-        skips.append(
-            SkipSynapse(
-                source=lowered_of[source],
-                weight=np.asarray(s["weight"][()]).astype(np.int64),
-                in_shape=layers[lowered_of[source]].out_shape,
-                stride=tuple(int(x) for x in s["stride"][()]),
-                padding=tuple(int(x) for x in s["padding"][()]),
-            )
-        )
+        fields = KINDS[kind].read(s, layers[lowered_of[source]].out_shape)
+        skips.append(SkipSynapse(source=lowered_of[source], kind=kind, **fields))
     return skips
 
 
@@ -317,9 +287,10 @@ def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
                 if kind == "flatten":
                     flatten = True
                     continue
-                if kind not in ("conv", "dense"):
-                    raise UserError(f"'{path}' layer {i}: unsupported layer type '{kind}'")
-                weight = np.asarray(g["weight"][()]).astype(np.int64)
+                if kind not in KINDS:
+                    raise UserError(
+                        f"'{path}' layer {i}: unsupported layer type '{kind}' (known: {', '.join(KINDS)})"
+                    )
                 bias = np.asarray(g["bias"][()]).astype(np.int64)
                 if bias.ndim == 3:
                     bias = bias.transpose(2, 1, 0)
@@ -331,29 +302,19 @@ def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
                 def arr(key: str, n=n, c=c) -> np.ndarray:
                     return np.broadcast_to(np.asarray(n[key][()], dtype=np.int64), (c,)).copy()
 
-                common = dict(
-                    name=next(names),
-                    weight=weight,
+                layer = LoweredLayer(
+                    kind,
+                    next(names),
                     bias=bias,
                     out_shape=out_shape,
                     scale=float(next(scales)),
+                    flatten_before=flatten,
                     spiking=spiking,
                     i_decay=arr("iDecay") if spiking else None,
                     v_decay=arr("vDecay") if spiking else None,
                     vth=arr("vThMant") if spiking else None,
+                    **KINDS[kind].read(g, shape),
                 )
-                if kind == "conv":
-                    layer = LoweredLayer(
-                        "conv",
-                        in_shape=shape,
-                        stride=tuple(int(x) for x in g["stride"][()]),
-                        padding=tuple(int(x) for x in g["padding"][()]),
-                        **common,
-                    )
-                else:
-                    layer = LoweredLayer(
-                        "dense", in_shape=(int(np.prod(shape)),), flatten_before=flatten, **common
-                    )
                 flatten = False
                 layer.skips = _read_skips(Path(path), g, layer.name, lowered_of, layers)
                 validate_layer(Path(path), layer)

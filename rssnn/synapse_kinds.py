@@ -1,0 +1,109 @@
+"""Synapse kinds: all the core knows about one kind of synapse, in one class (numpy and h5py).
+
+A synapse is a :class:`~rssnn.lowered.LoweredLayer`'s own or a
+:class:`~rssnn.lowered.SkipSynapse`; both carry ``kind``, ``weight``, ``in_shape``, ``stride``
+and ``padding``. Each kind answers, for its synapses:
+
+* ``output_shape(syn)``: the neuron grid it drives, (C, H, W) or (F,), or None when the weight
+  does not fit ``in_shape`` (a damaged file);
+* ``forward(syn, x)``: the integer synaptic input, Loihi's arithmetic, for the reference;
+* ``write(group, syn)`` / ``read(group, in_shape)``: its NetX HDF5 fields;
+* ``lava_input(x)``: a graded input [N, C, H, W] in the Lava order its first layer expects.
+
+A new synapse kind is a class here registered in :data:`KINDS`, plus its Lava block in
+``lava_procs/network.py`` (:data:`~rssnn.lava_procs.network.BLOCKS`: the core does not import
+Lava) and its lowering from the trained module in ``export/lowering.py`` (torch).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h5py
+import numpy as np
+
+from rssnn.errors import UserError
+
+
+class ConvKind:
+    """2-D convolution, weight (out, in, kh, kw); NetX ``conv``."""
+
+    name = "conv"
+
+    def output_shape(self, syn: Any) -> tuple[int, ...] | None:
+        w, (c_in, h, wd) = syn.weight, syn.in_shape
+        if w.ndim != 4 or w.shape[1] != c_in:
+            return None
+        (kh, kw), (sh, sw), (ph, pw) = w.shape[2:], syn.stride, syn.padding
+        return (w.shape[0], (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1)
+
+    def forward(self, syn: Any, x: np.ndarray) -> np.ndarray:
+        """x [N, Cin, H, W, T] -> float64 [N, C, H', W', T] (exact integers)."""
+        from rssnn.integer_forward import correlate
+
+        n, steps = x.shape[0], x.shape[-1]
+        merged = np.moveaxis(x, -1, 1).reshape(n * steps, *x.shape[1:4])
+        y = correlate(merged, syn.weight, syn.stride, syn.padding)
+        return np.moveaxis(y.reshape(n, steps, *y.shape[1:]), 1, -1)
+
+    def write(self, group: h5py.Group, syn: Any) -> None:
+        group.create_dataset("inChannels", data=syn.weight.shape[1])
+        group.create_dataset("outChannels", data=syn.weight.shape[0])
+        group.create_dataset("kernelSize", data=np.array(syn.weight.shape[2:]))
+        group.create_dataset("stride", data=np.array(syn.stride))
+        group.create_dataset("padding", data=np.array(syn.padding))
+        group.create_dataset("dilation", data=np.array([1, 1]))
+        group.create_dataset("groups", data=1)
+        group.create_dataset("weight", data=syn.weight.astype(np.float32))
+
+    def read(self, group: h5py.Group, in_shape: tuple[int, ...]) -> dict[str, Any]:
+        return dict(
+            weight=np.asarray(group["weight"][()]).astype(np.int64),
+            in_shape=tuple(in_shape),
+            stride=tuple(int(x) for x in group["stride"][()]),
+            padding=tuple(int(x) for x in group["padding"][()]),
+        )
+
+    def lava_input(self, x: np.ndarray) -> np.ndarray:
+        return x.transpose(0, 3, 2, 1)  # N, W, H, C (Lava order)
+
+
+class DenseKind:
+    """Fully connected, weight (out, in) over the flattened input in (C, H, W) order; NetX ``dense``."""
+
+    name = "dense"
+
+    def output_shape(self, syn: Any) -> tuple[int, ...] | None:
+        w = syn.weight
+        return (w.shape[0],) if w.ndim == 2 and w.shape[1] == int(np.prod(syn.in_shape)) else None
+
+    def forward(self, syn: Any, x: np.ndarray) -> np.ndarray:
+        """x [N, ..., T] -> float64 [N, F, T] (exact integers)."""
+        n, steps = x.shape[0], x.shape[-1]
+        return np.einsum(
+            "oi,nit->not", syn.weight.astype(np.float64), x.reshape(n, -1, steps).astype(np.float64)
+        )
+
+    def write(self, group: h5py.Group, syn: Any) -> None:
+        group.create_dataset("inFeatures", data=syn.weight.shape[1])
+        group.create_dataset("outFeatures", data=syn.weight.shape[0])
+        group.create_dataset("weight", data=syn.weight.astype(np.float32))
+
+    def read(self, group: h5py.Group, in_shape: tuple[int, ...]) -> dict[str, Any]:
+        return dict(
+            weight=np.asarray(group["weight"][()]).astype(np.int64), in_shape=(int(np.prod(in_shape)),)
+        )
+
+    def lava_input(self, x: np.ndarray) -> np.ndarray:
+        return x.reshape(len(x), -1)  # flattened in (C, H, W) order, as NetX expects
+
+
+KINDS: dict[str, ConvKind | DenseKind] = {kind.name: kind for kind in (ConvKind(), DenseKind())}
+
+
+def kind_of(name: str) -> ConvKind | DenseKind:
+    """The synapse kind called ``name``; UserError listing the known ones otherwise."""
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise UserError(f"unknown synapse kind '{name}': known kinds are {', '.join(KINDS)}") from None
