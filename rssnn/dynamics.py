@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 DECAY_BITS = 12
 DECAY_UNITY = 1 << DECAY_BITS  # 4096: decays are fractions of this
 ACT_SHIFT = 6  # synaptic input is MSB-aligned by 6 bits inside the neuron
@@ -110,6 +112,31 @@ def leak_to_v_decay(leak: Any) -> Any:
 def v_decay_to_leak(v_decay: Any) -> Any:
     """Loihi's ``vDecay`` to the float leak ``lam = 1 - vDecay / 4096`` (inverse of the above)."""
     return 1.0 - v_decay / DECAY_UNITY
+
+
+def loihi_neuron_params(leak, threshold, current_leak, weight_step: float) -> dict[str, np.ndarray]:
+    """The float neuron (per channel [C]: leak, threshold, current leak) as Loihi integers.
+
+    For a layer whose weights are ``w_int * weight_step`` float units: ``vDecay`` and ``iDecay``
+    from the leaks (12-bit and 13-bit ranges), ``vThMant = round(threshold / weight_step)``.
+    Returns int64 arrays ``iDecay``, ``vDecay``, ``vThMant``; a threshold outside 17 bits raises
+    ValueError. (The inverse conversions: :func:`v_decay_to_leak`, :func:`state_to_float`.)
+    """
+    leak, threshold, current_leak = (np.asarray(p, dtype=np.float64) for p in (leak, threshold, current_leak))
+    v_decay = np.rint(leak_to_v_decay(leak)).astype(np.int64)
+    i_decay = np.rint((1.0 - current_leak) * DECAY_UNITY).astype(np.int64)
+    vth = np.rint(threshold / weight_step).astype(np.int64)
+    lo, hi = VTH_MANT_RANGE
+    if vth.min() < lo or vth.max() > hi:
+        raise ValueError(
+            f"threshold mantissa {vth.min()}..{vth.max()} outside Loihi's {lo}..{hi} for weight "
+            f"step {weight_step:g}; choose another weight exponent"
+        )
+    return {
+        "iDecay": np.clip(i_decay, *I_DECAY_RANGE),
+        "vDecay": np.clip(v_decay, *V_DECAY_RANGE),
+        "vThMant": vth,
+    }
 
 
 def state_to_float(state: Any, scale: float) -> Any:

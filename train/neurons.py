@@ -302,21 +302,7 @@ class DLIF(nn.Module):
         leak, threshold, current_leak = (
             p.detach().double().expand(self.channels).numpy() for p in self.clamped()
         )
-        v_decay = np.rint(dynamics.leak_to_v_decay(leak)).astype(np.int64)
-        i_decay = np.rint((1.0 - current_leak) * dynamics.DECAY_UNITY).astype(np.int64)
-        vth = np.rint(threshold / weight_step).astype(np.int64)
-        lo, hi = dynamics.VTH_MANT_RANGE
-        if vth.min() < lo or vth.max() > hi:
-            raise ValueError(
-                f"threshold mantissa {vth.min()}..{vth.max()} outside Loihi's "
-                f"{lo}..{hi} for weight step {weight_step:g}; choose another "
-                "weight exponent"
-            )
-        return {
-            "iDecay": np.clip(i_decay, *dynamics.I_DECAY_RANGE),
-            "vDecay": np.clip(v_decay, *dynamics.V_DECAY_RANGE),
-            "vThMant": vth,
-        }
+        return dynamics.loihi_neuron_params(leak, threshold, current_leak, weight_step)
 
     @torch.no_grad()
     def forward_fixed(
