@@ -15,6 +15,8 @@ import torch
 from conftest import ROOT, run_cli
 
 from rssnn.train import checkpoint, data, mppd
+from rssnn.train.cifar import build_parser
+from rssnn.train.config import TrainConfig
 from rssnn.train.engine import joint_loss
 from rssnn.train.models import build_model
 
@@ -39,7 +41,8 @@ def test_training_steps_on_real_cifar_lower_the_loss(cifar_root, mode):
     split = data.load_split(cifar_root, "cifar10", "train", val_size=500, train_limit=320, seed=0)
     model = build_model("cpu", 2, width=8)
     layers = mppd.select_layers(model, "last")
-    cfg = dict(mode=mode, sigma=8 / 255, eps=4 / 255, rho=1.0, kappa=0.5)
+    cfg = TrainConfig.from_args(build_parser().parse_args(["--mode", mode, "--eps", "4/255", "--rho", "1"]))
+    assert (cfg.sigma, cfg.kappa) == (8 / 255, 0.5)
     gen = torch.Generator().manual_seed(0)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     x_all, y_all = split.images.float() / 255, split.labels

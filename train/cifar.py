@@ -15,34 +15,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # Sized for 2 CPU cores: about 13 minutes of Gaussian + MS-MPPD training (2 passes/batch).
-    "cpu": dict(
-        model="cpu",
-        width=32,
-        timesteps=2,
-        epochs=3,
-        batch_size=64,
-        train_limit=40000,
-        lr=0.1,
-        weight_decay=5e-4,
-        cutout=0,
-    ),
-    # The reference configuration (method.md §9).
-    "paper": dict(
-        model="vgg11",
-        width=32,
-        timesteps=8,
-        epochs=100,
-        batch_size=64,
-        train_limit=None,
-        lr=0.1,
-        weight_decay=5e-4,
-        cutout=16,
-    ),
-}
+if TYPE_CHECKING:
+    from rssnn.train.config import TrainConfig
+
 MODES = ("natural", "gaussian", "fgsm", "pgd")
 # train.models.MODEL_NAMES, written out so that --help needs no torch (a test keeps them equal)
 MODEL_CHOICES = ("cpu", "cpu-res", "vgg11", "vgg5", "wrn16")
@@ -85,6 +62,8 @@ def _data_arguments(group: argparse._ArgumentGroup) -> None:
 
 def _model_arguments(group: argparse._ArgumentGroup) -> None:
     """The model flags."""
+    from rssnn.train.config import PRESETS
+
     group.add_argument(
         "--preset",
         choices=tuple(PRESETS),
@@ -223,68 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
-    """Apply the preset to flags not given and validate ranges (UserError on bad values)."""
-    from rssnn.errors import UserError
-
-    cfg = vars(args).copy()
-    for key, value in PRESETS[args.preset].items():
-        if cfg.get(key) is None:
-            cfg[key] = value
-    if cfg["pgd_alpha"] is None:
-        cfg["pgd_alpha"] = cfg["eps"] / 2
-    if cfg["split_seed"] is None:
-        cfg["split_seed"] = cfg["seed"]
-    checks = [
-        (cfg["sigma"] >= 0, f"--sigma must be >= 0, got {cfg['sigma']:g}"),
-        (cfg["eps"] >= 0, f"--eps must be >= 0, got {cfg['eps']:g}"),
-        (0 < cfg["leak"] <= 1, f"--leak must be in (0, 1], got {cfg['leak']:g}"),
-        (cfg["threshold"] > 0, f"--threshold must be > 0, got {cfg['threshold']:g}"),
-        (cfg["timesteps"] >= 1, f"--timesteps must be >= 1, got {cfg['timesteps']}"),
-        (cfg["epochs"] >= 1, f"--epochs must be >= 1, got {cfg['epochs']}"),
-        (cfg["batch_size"] >= 1, f"--batch-size must be >= 1, got {cfg['batch_size']}"),
-        (cfg["rho"] >= 0, f"--rho must be >= 0, got {cfg['rho']:g}"),
-        (0 <= cfg["kappa"] <= 1, f"--kappa must be in [0, 1], got {cfg['kappa']:g}"),
-        (cfg["lr"] > 0, f"--lr must be > 0, got {cfg['lr']:g}"),
-        (cfg["surrogate_width"] > 0, "--surrogate-width must be > 0"),
-        (cfg["width"] >= 1, f"--width must be >= 1, got {cfg['width']}"),
-        (cfg["pgd_steps"] >= 1, f"--pgd-steps must be >= 1, got {cfg['pgd_steps']}"),
-        (cfg["pgd_alpha"] > 0, f"--pgd-alpha must be > 0, got {cfg['pgd_alpha']:g}"),
-        (0 <= cfg["momentum"] < 1, f"--momentum must be in [0, 1), got {cfg['momentum']:g}"),
-        (cfg["weight_decay"] >= 0, f"--weight-decay must be >= 0, got {cfg['weight_decay']:g}"),
-        (cfg["neuron_lr_scale"] >= 0, f"--neuron-lr-scale must be >= 0, got {cfg['neuron_lr_scale']:g}"),
-        (cfg["eval_batch_size"] >= 1, f"--eval-batch-size must be >= 1, got {cfg['eval_batch_size']}"),
-        (cfg["checkpoint_every"] >= 0, f"--checkpoint-every must be >= 0, got {cfg['checkpoint_every']}"),
-        (cfg["max_minutes"] is None or cfg["max_minutes"] > 0, "--max-minutes must be > 0"),
-        (cfg["cutout"] >= 0, f"--cutout must be >= 0, got {cfg['cutout']}"),
-        (
-            cfg["train_limit"] is None or cfg["train_limit"] >= 1,
-            f"--train-limit must be >= 1, got {cfg['train_limit']}",
-        ),
-    ]
-    for ok, msg in checks:
-        if not ok:
-            raise UserError(msg)
-    if cfg["mppd_layers"] not in ("last", "all"):
-        cfg["mppd_layers"] = [s.strip() for s in cfg["mppd_layers"].split(",") if s.strip()]
-    return cfg
-
-
-# Flags that may differ on --resume: they change neither the model, the data nor the optimisation
-# of the steps already taken (--epochs extends or shortens the cosine schedule from here on).
-RESUMABLE_CHANGES = {
-    "epochs", "resume", "quiet", "max_minutes", "checkpoint_every", "device", "data_root",
-    "download", "eval_batch_size", "out",
-}  # fmt: skip
-
-
-def refuse_changed_flags(cfg: dict[str, Any], stored: dict[str, Any], path: Path) -> None:
+def refuse_changed_flags(cfg: TrainConfig, stored: dict[str, Any], path: Path) -> None:
     """One line naming every flag that differs from the run being resumed (a UserError)."""
     from rssnn.errors import UserError
 
-    changed = sorted(k for k in stored if k not in RESUMABLE_CHANGES and k in cfg and cfg[k] != stored[k])
+    changed = cfg.changed_flags(stored)
     if changed:
-        detail = ", ".join(f"--{k.replace('_', '-')} {stored[k]!r} -> {cfg[k]!r}" for k in changed)
+        mine = cfg.to_dict()
+        detail = ", ".join(f"--{k.replace('_', '-')} {stored[k]!r} -> {mine[k]!r}" for k in changed)
         raise UserError(
             f"--resume of '{path}' with changed flags ({detail}): a resumed run keeps its "
             "configuration; drop those flags or start a new run with another --out"
@@ -318,7 +243,7 @@ def _environment() -> dict[str, Any]:
     )
 
 
-def run(cfg: dict[str, Any]) -> dict[str, Any]:
+def run(cfg: TrainConfig) -> dict[str, Any]:
     import torch
 
     from rssnn.errors import UserError
@@ -326,37 +251,33 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
     from rssnn.train.engine import Trainer
     from rssnn.train.neurons import NeuronConfig
 
-    torch.manual_seed(cfg["seed"])
-    if cfg["device"] == "cuda" and not torch.cuda.is_available():
+    torch.manual_seed(cfg.seed)
+    if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda but no CUDA device is available; use --device cpu")
-    device = torch.device(
-        "cuda" if cfg["device"] in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-    )
-    root = cfg["data_root"] or str(data.DEFAULT_DATA_ROOT)
-    if cfg["download"]:
-        data.download(root, cfg["dataset"])
-    train_split = data.load_split(
-        root, cfg["dataset"], "train", cfg["val_size"], cfg["train_limit"], cfg["split_seed"]
-    )
-    val_split = data.load_split(root, cfg["dataset"], "val", cfg["val_size"], seed=cfg["split_seed"])
+    device = torch.device("cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    root = cfg.data_root or str(data.DEFAULT_DATA_ROOT)
+    if cfg.download:
+        data.download(root, cfg.dataset)
+    train_split = data.load_split(root, cfg.dataset, "train", cfg.val_size, cfg.train_limit, cfg.split_seed)
+    val_split = data.load_split(root, cfg.dataset, "val", cfg.val_size, seed=cfg.split_seed)
     if len(val_split) == 0:
         raise UserError("--val-size 0 leaves nothing to validate on; use at least 100")
-    neuron = (NeuronConfig.lif if cfg["neuron"] == "lif" else NeuronConfig)(
-        leak=cfg["leak"],
-        threshold=cfg["threshold"],
-        per_channel=cfg["per_channel"],
-        learn_current_leak=cfg["learn_current_leak"],
-        learn_gain=cfg["learn_gain"],
-        surrogate_width=cfg["surrogate_width"],
+    neuron = (NeuronConfig.lif if cfg.neuron == "lif" else NeuronConfig)(
+        leak=cfg.leak,
+        threshold=cfg.threshold,
+        per_channel=cfg.per_channel,
+        learn_current_leak=cfg.learn_current_leak,
+        learn_gain=cfg.learn_gain,
+        surrogate_width=cfg.surrogate_width,
     )
     spec = checkpoint.model_spec(
-        cfg["model"], cfg["timesteps"], len(train_split.class_names), cfg["dataset"], cfg["width"], neuron
+        cfg.model, cfg.timesteps, len(train_split.class_names), cfg.dataset, cfg.width, neuron
     )
     model = checkpoint.build_from_spec(spec)
-    out = Path(cfg["out"])
+    out = Path(cfg.out)
     resume_ckpt = None
-    if cfg["resume"]:
-        path = out / "last.pt" if cfg["resume"] == "auto" else Path(cfg["resume"])
+    if cfg.resume:
+        path = out / "last.pt" if cfg.resume == "auto" else Path(cfg.resume)
         resume_ckpt = checkpoint.load(path)
         refuse_changed_flags(cfg, resume_ckpt.get("config", {}), path)
     trainer = Trainer(cfg, model, train_split, val_split, device, spec)
@@ -371,7 +292,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
     (out / "config.json").write_text(
         json.dumps(
             dict(
-                config=cfg,
+                config=cfg.to_dict(),
                 model=spec,
                 environment=_environment(),
                 device=str(device),
@@ -384,17 +305,15 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         )
     )
     print(
-        f"training {cfg['model']} ({cfg['neuron']}, T={cfg['timesteps']}) on "
-        f"{len(train_split)} images, {cfg['mode']} mode, rho={cfg['rho']:g}, device {device}"
+        f"training {cfg.model} ({cfg.neuron}, T={cfg.timesteps}) on "
+        f"{len(train_split)} images, {cfg.mode} mode, rho={cfg.rho:g}, device {device}"
     )
     t0 = time.monotonic()
     result = trainer.run()
     plots.training_curves(trainer.history, out / "curves.png")
-    plots.learned_dynamics(
-        trainer.model, dict(leak=cfg["leak"], threshold=cfg["threshold"]), out / "dynamics.png"
-    )
+    plots.learned_dynamics(trainer.model, dict(leak=cfg.leak, threshold=cfg.threshold), out / "dynamics.png")
     last_profile = trainer.mppd_steps[str(trainer.epoch)]
-    plots.mppd_over_time(last_profile, cfg["sigma"], out / "mppd_steps.png")
+    plots.mppd_over_time(last_profile, cfg.sigma, out / "mppd_steps.png")
     last = trainer.history[-1]
     print(
         f"done in {(time.monotonic() - t0) / 60:.1f} min: val acc {last['val_acc']:.4f} "
@@ -406,10 +325,12 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     from rssnn.cli_support import run_cli
+    from rssnn.train.config import TrainConfig
 
     args = build_parser().parse_args(argv)
     return run_cli(
-        lambda: run(resolve_config(args)), interrupted="the last checkpoint is kept (resume with --resume)"
+        lambda: run(TrainConfig.from_args(args)),
+        interrupted="the last checkpoint is kept (resume with --resume)",
     )
 
 

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from rssnn.atomic import atomic_write_text
 from rssnn.errors import UserError
 from rssnn.train import checkpoint, data, mppd, perturb
+from rssnn.train.config import TrainConfig
 from rssnn.train.models import constrain_, spiking_layers
 
 
@@ -41,16 +42,16 @@ class BatchLosses:
 
 
 def perturbed_input(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict[str, Any], gen: torch.Generator
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, gen: torch.Generator
 ) -> torch.Tensor:
-    """The training perturbation of ``cfg['mode']`` (not called in natural mode)."""
-    mode = cfg["mode"]
+    """The training perturbation of ``cfg.mode`` (not called in natural mode)."""
+    mode = cfg.mode
     if mode == "gaussian":
-        return perturb.gaussian(x, cfg["sigma"], gen)
+        return perturb.gaussian(x, cfg.sigma, gen)
     if mode == "fgsm":
-        return perturb.fgsm(model, x, y, cfg["eps"], gen)
+        return perturb.fgsm(model, x, y, cfg.eps, gen)
     if mode == "pgd":
-        return perturb.pgd(model, x, y, cfg["eps"], cfg["pgd_steps"], cfg["pgd_alpha"], gen)
+        return perturb.pgd(model, x, y, cfg.eps, cfg.pgd_steps, cfg.pgd_alpha, gen)
     raise ValueError(f"unknown mode {mode}")
 
 
@@ -58,24 +59,24 @@ def joint_loss(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    cfg: dict[str, Any],
+    cfg: TrainConfig,
     layers: list,
     gen: torch.Generator,
 ) -> tuple[torch.Tensor, BatchLosses]:
     """The training objective on one batch, and its parts for logging."""
-    if cfg["mode"] == "natural":
+    if cfg.mode == "natural":
         logits = model(x)
         ce = nn.functional.cross_entropy(logits, y)
         return ce, BatchLosses(ce.item(), float("nan"), float("nan"), int((logits.argmax(1) == y).sum()))
     x_pert = perturbed_input(model, x, y, cfg, gen)
-    rho = cfg["rho"]
+    rho = cfg.rho
     with mppd.recording(layers if rho > 0 else []):
         logits_c = model(x)
         clean = [m.recorded_current for _, m in layers] if rho > 0 else []
         logits_p = model(x_pert)
         reg = x.new_zeros(())
         if rho > 0:
-            leak_mode, units = cfg.get("mppd_leak", "detached"), cfg.get("mppd_units", "threshold")
+            leak_mode, units = cfg.mppd_leak, cfg.mppd_units
             terms = [
                 mppd.ms_mppd(c, m.recorded_current, *mppd.recursion_params(m, leak_mode, units))
                 for c, (_, m) in zip(clean, layers)
@@ -83,7 +84,7 @@ def joint_loss(
             reg = torch.stack(terms).mean()
     ce_c = nn.functional.cross_entropy(logits_c, y)
     ce_p = nn.functional.cross_entropy(logits_p, y)
-    kappa = cfg["kappa"]
+    kappa = cfg.kappa
     loss = kappa * ce_c + (1 - kappa) * ce_p + rho * reg
     return loss, BatchLosses(ce_c.item(), ce_p.item(), reg.item(), int((logits_c.argmax(1) == y).sum()))
 
@@ -146,25 +147,25 @@ def _cosine(total_steps: int):
     return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
 
 
-def make_optimizer(model: nn.Module, cfg: dict[str, Any], total_steps: int):
+def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int):
     """SGD with momentum (weight decay on weights only, not on neuron parameters) + cosine LR."""
     neuron_params = {id(p) for _, m in spiking_layers(model) for p in m.parameters()}
     weights = [p for p in model.parameters() if id(p) not in neuron_params and p.requires_grad]
     dyn = [p for p in model.parameters() if id(p) in neuron_params and p.requires_grad]
-    groups = [dict(params=weights, weight_decay=cfg["weight_decay"])]
+    groups = [dict(params=weights, weight_decay=cfg.weight_decay)]
     if dyn:
-        groups.append(dict(params=dyn, weight_decay=0.0, lr=cfg["lr"] * cfg["neuron_lr_scale"]))
-    opt = torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=False)
+        groups.append(dict(params=dyn, weight_decay=0.0, lr=cfg.lr * cfg.neuron_lr_scale))
+    opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=False)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(total_steps))
     return opt, sched
 
 
 class Trainer:
-    """Runs (or resumes) one training run into ``cfg['out']``."""
+    """Runs (or resumes) one training run into ``cfg.out``."""
 
     def __init__(
         self,
-        cfg: dict[str, Any],
+        cfg: TrainConfig,
         model: nn.Module,
         train_split: data.Split,
         val_split: data.Split,
@@ -173,17 +174,17 @@ class Trainer:
     ):
         self.cfg, self.model, self.device, self.spec = cfg, model.to(device), device, spec
         self.train_split, self.val_split = train_split, val_split
-        self.out = Path(cfg["out"])
+        self.out = Path(cfg.out)
         try:
-            self.layers = mppd.select_layers(model, cfg["mppd_layers"])
+            self.layers = mppd.select_layers(model, cfg.mppd_layers)
         except ValueError as exc:
             raise UserError(f"--mppd-layers: {exc}") from exc
-        self.batches_per_epoch = math.ceil(len(train_split) / cfg["batch_size"])
-        self.opt, self.sched = make_optimizer(model, cfg, cfg["epochs"] * self.batches_per_epoch)
+        self.batches_per_epoch = math.ceil(len(train_split) / cfg.batch_size)
+        self.opt, self.sched = make_optimizer(model, cfg, cfg.epochs * self.batches_per_epoch)
         self.epoch, self.batch_in_epoch, self.best_acc = 0, 0, -1.0
         self.history: list[dict[str, Any]] = []
         self.mppd_steps: dict[str, dict[str, list[float]]] = {}
-        self.noise_gen = torch.Generator().manual_seed(cfg["seed"] + 1)
+        self.noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.running = dict(loss=0.0, ce_clean=0.0, ce_pert=0.0, mppd=0.0, correct=0, seen=0, seconds=0.0)
         self.elapsed = 0.0  # training seconds over all sessions of this run
 
@@ -203,7 +204,7 @@ class Trainer:
             elapsed=self.elapsed,
             noise_rng=self.noise_gen.get_state(),
             torch_rng=torch.get_rng_state(),
-            config=self.cfg,
+            config=self.cfg.to_dict(),
             class_names=self.train_split.class_names,
         )
 
@@ -237,17 +238,17 @@ class Trainer:
     # -- loop ------------------------------------------------------------------------------
     def epoch_generator(self, epoch: int) -> torch.Generator:
         """Data order and augmentation of an epoch depend only on (seed, epoch): resumable."""
-        return torch.Generator().manual_seed(self.cfg["seed"] * 1_000_003 + epoch)
+        return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        deadline = time.monotonic() + 60 * cfg["max_minutes"] - self.elapsed if cfg["max_minutes"] else None
+        deadline = time.monotonic() + 60 * cfg.max_minutes - self.elapsed if cfg.max_minutes else None
         stopped_early = False
         for stale in self.out.glob(".*.tmp"):  # left by a kill during an atomic write
             stale.unlink(missing_ok=True)
         if not (self.out / "last.pt").exists():
             self.save_last()  # a good state to fall back on from the very first batch
-        while self.epoch < cfg["epochs"] and not stopped_early:
+        while self.epoch < cfg.epochs and not stopped_early:
             stopped_early = self._train_epoch(deadline)
             self._end_epoch(partial=stopped_early)
         return dict(history=self.history, best_acc=self.best_acc, stopped_early=stopped_early)
@@ -258,19 +259,19 @@ class Trainer:
         gen = self.epoch_generator(self.epoch)
         it = data.batches(
             self.train_split,
-            cfg["batch_size"],
+            cfg.batch_size,
             shuffle=True,
             generator=gen,
-            augmentation=not cfg["no_augment"],
-            cutout=cfg["cutout"],
+            augmentation=not cfg.no_augment,
+            cutout=cfg.cutout,
         )
         bar = tqdm(
             it,
             total=self.batches_per_epoch,
             initial=self.batch_in_epoch,
-            desc=f"epoch {self.epoch + 1}/{cfg['epochs']}",
+            desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
             leave=False,
-            disable=cfg["quiet"],
+            disable=cfg.quiet,
             dynamic_ncols=True,
             mininterval=0.5 if sys.stderr.isatty() else 30.0,
         )  # keep log files small
@@ -306,7 +307,7 @@ class Trainer:
             bar.set_postfix(
                 refresh=False, loss=f"{r['loss'] / r['seen']:.3f}", acc=f"{r['correct'] / r['seen']:.3f}"
             )
-            if cfg["checkpoint_every"] and self.batch_in_epoch % cfg["checkpoint_every"] == 0:
+            if cfg.checkpoint_every and self.batch_in_epoch % cfg.checkpoint_every == 0:
                 self.save_last()
             if deadline is not None and time.monotonic() > deadline:
                 bar.close()
@@ -317,18 +318,18 @@ class Trainer:
     def _end_epoch(self, partial: bool) -> None:
         cfg, r = self.cfg, self.running
         seen = max(1, r["seen"])
-        val_acc = evaluate(self.model, self.val_split, cfg["eval_batch_size"], self.device)
+        val_acc = evaluate(self.model, self.val_split, cfg.eval_batch_size, self.device)
         val_gn = evaluate(
             self.model,
             self.val_split,
-            cfg["eval_batch_size"],
+            cfg.eval_batch_size,
             self.device,
-            sigma=cfg["sigma"],
-            seed=cfg["seed"],
+            sigma=cfg.sigma,
+            seed=cfg.seed,
         )
         probe = data.Split(self.val_split.images[:128], self.val_split.labels[:128], [])
         x_probe = next(data.batches(probe, 128))[0].to(self.device)
-        self.mppd_steps[str(self.epoch + 1)] = mppd_profile(self.model, x_probe, cfg["sigma"])
+        self.mppd_steps[str(self.epoch + 1)] = mppd_profile(self.model, x_probe, cfg.sigma)
         row: dict[str, Any] = dict(
             epoch=self.epoch + 1,
             partial_epoch=int(partial),
@@ -358,7 +359,7 @@ class Trainer:
             checkpoint.save(self.out / "best.pt", self.state())
         write_metrics(self.out, self.history, self.mppd_steps)
         self.save_last()
-        if not cfg["quiet"]:
+        if not cfg.quiet:
             tqdm.write(
                 f"epoch {row['epoch']}: loss {row['train_loss']:.3f} train acc "
                 f"{row['train_acc']:.3f} val acc {val_acc:.4f} (GN {val_gn:.4f}) "
