@@ -7,7 +7,8 @@ For every ``NAME=RUN_FOLDER`` it runs the user's commands, unchanged: ``export/t
 --verify N`` (the file in Lava against the integer reference, every spike of every layer, plus
 the float vs fixed-point accuracy on ``--accuracy-images``) and ``python -m lava_procs.run``
 (clean + Gaussian 8/255 copies with the MPPD monitor). The NetX files go to a temporary folder;
-the commands' JSON reports and ``summary.json`` go to ``--out``, and the table is printed.
+the commands' JSON reports and ``summary.json`` (one row per NAME, rows of other NAMEs kept) go
+to ``--out``, and the table is printed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from rssnn.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,11 +113,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for _, run in pairs:
         if not (Path(run) / "best.pt").is_file():
             ap.error(f"{run} has no best.pt: give NAME=RUN_FOLDER of a finished train/cifar.py run")
-    rows = []
+    summary = out / "summary.json"
+    rows = json.loads(summary.read_text()) if summary.is_file() else []  # other runs' rows stay
     with tempfile.TemporaryDirectory() as tmp:
         for name, run in pairs:
-            rows.append(deploy(name, Path(run), out, Path(tmp), args))
-            (out / "summary.json").write_text(json.dumps(rows, indent=2))
+            row = deploy(name, Path(run), out, Path(tmp), args)
+            rows = [r for r in rows if r["name"] != name] + [row]
+            atomic_write_text(summary, json.dumps(rows, indent=2))
     print(table(rows))
     return rows
 
