@@ -172,3 +172,25 @@ def test_the_training_cli_offers_every_model():
     from rssnn.train.cifar import MODEL_CHOICES
 
     assert MODEL_CHOICES == MODEL_NAMES
+
+
+def test_residual_runner_needs_neither_torch_nor_slayer(images, cifar_root, tmp_path):
+    """The deployment path of a residual file (skips, delays, monitor) runs on Lava and the core."""
+    import json
+
+    from conftest import run_cli
+    from test_lava_procs import TORCH_BLOCKER
+
+    pixels, _, names = images
+    path, out = tmp_path / "res.net", tmp_path / "report.json"
+    netx_file.write(path, lowering.lower(_resnet(pixels, True), names), dict(dataset="cifar10"))
+    args = ["--net", str(path), "--data-root", str(cifar_root), "--limit", "2", "--perturb", "gn:8/255"]
+    code = TORCH_BLOCKER + (
+        f"from lava_procs.run import main\nrc = main({args + ['--out', str(out)]!r})\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'torch']\nsys.exit(rc)\n"
+    )
+    res = run_cli("-c", code)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["agreement_with_pytorch"] == 1.0 and len(report["mppd_per_layer"]) == 7
+    np.testing.assert_allclose(report["mppd_per_layer"], report["mppd_per_layer_pytorch"], rtol=1e-9)
