@@ -27,6 +27,7 @@ The model is never modified: lowering reads copies of its tensors.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -296,21 +297,36 @@ def _lower_resnet(model: ResNet, class_names: list[str]) -> LoweredNet:
         in_shape = input_shape if here == 0 else layers[here - 1].out_shape
         h = (in_shape[1] + 2 * t.padding[0] - w_own.shape[2]) // t.stride[0] + 1
         wd = (in_shape[2] + 2 * t.padding[1] - w_own.shape[3]) // t.stride[1] + 1
+        # A residual layer's input is the sum of its terms: one term may round to zero (a block
+        # whose learned mixing switched its branch off); only all of them vanishing is fatal.
+        q_own = _quantise_weight(w_own, k, name, limits, required=False)
+        q_others = [_quantise_weight(w, k, name, limits, required=False) for _, w in others]
+        if not any(q.any() for q in [q_own, *q_others]):
+            _quantise_weight(w_own, k, name, limits)  # raises the usual message
+        for (u, w), q in [((t, w_own), q_own), *zip(others, q_others)]:
+            if not q.any():
+                source = "the image" if u.source < 0 else layers[u.source].name
+                warnings.warn(
+                    f"{name}: its synapse from {source} rounds to zero at 8 bits (largest "
+                    f"weight {k * w.abs().max().item():.3f} integer steps, 1 needed); the term "
+                    "is dropped",
+                    stacklevel=2,
+                )
         skips = [
             SkipSynapse(
                 source=u.source,
-                weight=_quantise_weight(w, k, name, limits, required=False),
+                weight=q,
                 in_shape=layers[u.source].out_shape,
                 stride=u.stride,
                 padding=u.padding,
             )
-            for u, w in others
+            for (u, _), q in zip(others, q_others)
         ]
         layers.append(
             LoweredLayer(
                 "conv",
                 name,
-                _quantise_weight(w_own, k, name, limits),
+                q_own,
                 torch.round(b * k).to(torch.int64).numpy(),
                 in_shape,
                 (w_own.shape[0], h, wd),

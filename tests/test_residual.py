@@ -194,3 +194,24 @@ def test_residual_runner_needs_neither_torch_nor_slayer(images, cifar_root, tmp_
     report = json.loads(out.read_text())
     assert report["agreement_with_pytorch"] == 1.0 and len(report["mppd_per_layer"]) == 7
     np.testing.assert_allclose(report["mppd_per_layer"], report["mppd_per_layer_pytorch"], rtol=1e-9)
+
+
+def test_a_switched_off_branch_is_dropped_with_a_warning_and_stays_bit_exact(images, tmp_path):
+    """Learned mixing can switch a block's branch off (c1 ~ 1e-4 in a trained cpu-res): that
+    term rounds to zero at 8 bits. The export warns, keeps the other terms, and Lava still
+    matches the reference; only a layer whose every term vanishes is refused."""
+    pixels, _, names = images
+    model = _resnet(pixels, False)
+    with torch.no_grad():
+        model.blocks[1].mix[1] = 1e-5
+    with pytest.warns(
+        UserWarning, match="blocks.2.neuron1: its synapse from blocks.1.neuron2 rounds to zero"
+    ):
+        net = lowering.lower(model, names)
+    layer = net.layers[4]
+    assert not layer.weight.any() and all(s.weight.any() for s in layer.skips)
+    path = tmp_path / "res.net"
+    netx_file.write(path, net, {})
+    back, _ = netx_file.read(path)
+    report = compare(back, run_lava(path, back, pixels[:2]), run_fixed(back, pixels[:2]))
+    assert report["spike_mismatches"] == 0 and report["per_layer"]["blocks.2.neuron1"]["pytorch_spikes"] > 0
