@@ -37,6 +37,7 @@ from torch import nn
 from rssnn import dynamics
 from rssnn.errors import UserError
 from rssnn.lowered import PIXEL_LEVELS, LoweredLayer, LoweredNet, SkipSynapse
+from rssnn.synapse_kinds import conv_output_shape
 from rssnn.train.models import AvgPool, ConvUnit, DenseUnit, Flatten, ResNet, SpikingNet
 
 
@@ -118,18 +119,22 @@ def _choose_scale(
     return min(limits.values()), limits
 
 
+def _vanished(name: str, limits: dict[str, float]) -> UserError:
+    binding = min(limits, key=limits.get)
+    return UserError(
+        f"cannot export {name}: its weights vanish at 8 bits because the "
+        f"{binding} range limits the layer scale (limits {limits}); "
+        "this layer cannot be represented on Loihi 2"
+    )
+
+
 def _quantise_weight(
     w: torch.Tensor, k: float, name: str, limits: dict[str, float], required: bool = True
 ) -> np.ndarray:
     lo, hi = dynamics.WEIGHT_MANT_RANGE
     q = 2 * torch.round(w * k / 2)  # even mantissas: Loihi's 8-bit mixed-sign weights
     if required and not q.abs().max() > 0:
-        binding = min(limits, key=limits.get)
-        raise UserError(
-            f"cannot export {name}: its weights vanish at 8 bits because the "
-            f"{binding} range limits the layer scale (limits {limits}); "
-            "this layer cannot be represented on Loihi 2"
-        )
+        raise _vanished(name, limits)
     return q.clamp(lo, hi).to(torch.int64).numpy()
 
 
@@ -152,17 +157,22 @@ def _check_exportable(model: nn.Module) -> None:
         )
 
 
+def _input_normalisation(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int]]:
+    """The model's per-channel mean and std [3] (float64) and the lowered input shape
+    (C + 1, H, W): the pixels plus the bias channel."""
+    mean = model.normalize.mean.detach().double().view(-1)
+    std = model.normalize.std.detach().double().view(-1)
+    return mean, std, (len(mean) + 1, model.image_size, model.image_size)
+
+
 def lower(model: nn.Module, class_names: list[str]) -> LoweredNet:
     """Lower a :class:`SpikingNet` or :class:`ResNet` to integers; other models raise UserError."""
     _check_exportable(model)
     model = model.eval()
     if isinstance(model, ResNet):
         return _lower_resnet(model, class_names)
-    mean = model.normalize.mean.detach().double().view(-1)
-    std = model.normalize.std.detach().double().view(-1)
-    size = model.image_size
-    shape: tuple[int, ...] = (len(mean) + 1, size, size)  # pixels + bias channel
-    input_shape = shape
+    mean, std, input_shape = _input_normalisation(model)
+    shape: tuple[int, ...] = input_shape
     layers: list[LoweredLayer] = []
     pending_pool = pending_flatten = False
     units = list(model.layers) + [model.readout]
@@ -206,9 +216,7 @@ def lower(model: nn.Module, class_names: list[str]) -> LoweredNet:
         norm = getattr(unit, "norm", None)
         k, limits = _choose_scale(w, b, th_max, _current_bound(w, b, input_max, norm))
         if conv:
-            h = (shape[1] + 2 * padding[0] - w.shape[2]) // stride[0] + 1
-            wd = (shape[2] + 2 * padding[1] - w.shape[3]) // stride[1] + 1
-            out_shape: tuple[int, ...] = (w.shape[0], h, wd)
+            out_shape: tuple[int, ...] = conv_output_shape(shape, w.shape, stride, padding)
             extra = dict(stride=stride, padding=padding)
         else:
             out_shape = (w.shape[0],)
@@ -266,10 +274,7 @@ def _lower_resnet(model: ResNet, class_names: list[str]) -> LoweredNet:
     first layer's own synapse on the image, with the normalisation folded in as for a plain
     first layer. Global average pooling folds into the read-out (weights / (H W)).
     """
-    mean = model.normalize.mean.detach().double().view(-1)
-    std = model.normalize.std.detach().double().view(-1)
-    size = model.image_size
-    input_shape = (len(mean) + 1, size, size)
+    mean, std, input_shape = _input_normalisation(model)
     layers: list[LoweredLayer] = []
 
     def neuron_layer(terms: list[_Term], norm: nn.Module, neuron, name: str) -> int:
@@ -295,14 +300,12 @@ def _lower_resnet(model: ResNet, class_names: list[str]) -> LoweredNet:
         bound = _current_bound(flat, b, input_max, norm)
         k, limits = _choose_scale(flat, b, neuron.clamped()[1].max().item(), bound)
         in_shape = input_shape if here == 0 else layers[here - 1].out_shape
-        h = (in_shape[1] + 2 * t.padding[0] - w_own.shape[2]) // t.stride[0] + 1
-        wd = (in_shape[2] + 2 * t.padding[1] - w_own.shape[3]) // t.stride[1] + 1
         # A residual layer's input is the sum of its terms: one term may round to zero (a block
         # whose learned mixing switched its branch off); only all of them vanishing is fatal.
         q_own = _quantise_weight(w_own, k, name, limits, required=False)
         q_others = [_quantise_weight(w, k, name, limits, required=False) for _, w in others]
         if not any(q.any() for q in [q_own, *q_others]):
-            _quantise_weight(w_own, k, name, limits)  # raises the usual message
+            raise _vanished(name, limits)
         for (u, w), q in [((t, w_own), q_own), *zip(others, q_others)]:
             if not q.any():
                 source = "the image" if u.source < 0 else layers[u.source].name
@@ -329,7 +332,7 @@ def _lower_resnet(model: ResNet, class_names: list[str]) -> LoweredNet:
                 q_own,
                 torch.round(b * k).to(torch.int64).numpy(),
                 in_shape,
-                (w_own.shape[0], h, wd),
+                conv_output_shape(in_shape, w_own.shape, t.stride, t.padding),
                 k,
                 stride=t.stride,
                 padding=t.padding,

@@ -70,11 +70,11 @@ def _dense_block(layer: LoweredLayer, input_shape: tuple[int, ...] | None, **blo
 BLOCKS = {"conv": _conv_block, "dense": _dense_block}
 
 
-def _connect_skip(source: Any, target: Any, skip: SkipSynapse, delay: int) -> list[Any]:
+def _connect_skip(source: Any, target: Any, skip: SkipSynapse, delay: int) -> None:
     """source block's spikes -> SpikeDelay (``delay`` steps) -> Lava Conv -> target's neuron.
 
     The target neuron's in-port then has two or more incoming synapses; Lava sums them, as
-    Loihi sums the synapses into one compartment. Returns the processes created.
+    Loihi sums the synapses into one compartment.
     """
     from lava.proc.conv.process import Conv as ConvSynapse
 
@@ -84,16 +84,13 @@ def _connect_skip(source: Any, target: Any, skip: SkipSynapse, delay: int) -> li
     if skip.kind != "conv":
         raise UserError(f"a {skip.kind} skip synapse has no Lava mapping yet (conv skips only)")
     synapse = ConvSynapse(input_shape=lava_order(skip.in_shape), num_message_bits=0, **_conv_args(skip))
-    created = [synapse]
     spikes = source.out
     if delay > 0:
         hold = SpikeDelay(shape=source.out.shape, delay=delay)
         spikes.connect(hold.s_in)
         spikes = hold.s_out
-        created.insert(0, hold)
     spikes.connect(synapse.s_in)
     synapse.a_out.connect(target.neuron.a_in)
-    return created
 
 
 @dataclass
@@ -107,7 +104,6 @@ class LavaNetwork:
     layer_names: list[str] = field(default_factory=list)
     leaks: list[np.ndarray] = field(default_factory=list)  # per neuron, Lava order
     scales: list[float] = field(default_factory=list)
-    skip_processes: list[Any] = field(default_factory=list)  # delays and synapses of residual inputs
 
 
 def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None = None) -> LavaNetwork:
@@ -117,7 +113,7 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
     (per spiking layer, length T) enable the float model's per-step input gain.
     """
     steps = net.num_steps
-    blocks, neurons, names, leaks, scales, extras = [], [], [], [], [], []
+    blocks, neurons, names, leaks, scales = [], [], [], [], []
     input_bits = INPUT_MESSAGE_BITS
     prev_shape = lava_order(net.input_shape)
     for k, layer in enumerate(net.layers):
@@ -155,7 +151,7 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
             src.connect(block.inp)
         blocks.append(block)
         for skip in layer.skips:
-            extras += _connect_skip(blocks[skip.source], block, skip, net.skip_delay(k, skip))
+            _connect_skip(blocks[skip.source], block, skip, net.skip_delay(k, skip))
         if layer.spiking:
             neurons.append(block.neuron)
             names.append(layer.name)
@@ -163,4 +159,4 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
             scales.append(layer.scale)
         input_bits = 0
         prev_shape = shape
-    return LavaNetwork(blocks, neurons, blocks[-1], blocks[0].inp, names, leaks, scales, extras)
+    return LavaNetwork(blocks, neurons, blocks[-1], blocks[0].inp, names, leaks, scales)

@@ -25,17 +25,27 @@ import numpy as np
 from rssnn.errors import UserError
 
 
+def conv_output_shape(
+    in_shape: tuple[int, ...],
+    weight_shape: tuple[int, ...],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+) -> tuple[int, int, int]:
+    """(C, H', W') of a conv with weight (out, in, kh, kw) on an input (C_in, H, W)."""
+    (_, h, wd), (kh, kw), (sh, sw), (ph, pw) = in_shape, weight_shape[2:], stride, padding
+    return (weight_shape[0], (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1)
+
+
 class ConvKind:
     """2-D convolution, weight (out, in, kh, kw); NetX ``conv``."""
 
     name = "conv"
 
     def output_shape(self, syn: Any) -> tuple[int, ...] | None:
-        w, (c_in, h, wd) = syn.weight, syn.in_shape
-        if w.ndim != 4 or w.shape[1] != c_in:
+        w = syn.weight
+        if w.ndim != 4 or len(syn.in_shape) != 3 or w.shape[1] != syn.in_shape[0]:
             return None
-        (kh, kw), (sh, sw), (ph, pw) = w.shape[2:], syn.stride, syn.padding
-        return (w.shape[0], (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1)
+        return conv_output_shape(syn.in_shape, w.shape, syn.stride, syn.padding)
 
     def forward(self, syn: Any, x: np.ndarray) -> np.ndarray:
         """x [N, Cin, H, W, T] -> float64 [N, C, H', W', T] (exact integers)."""
