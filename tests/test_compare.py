@@ -63,3 +63,20 @@ def test_report_pairs_cells_and_keeps_levers_out_of_the_2x2(tmp_path):
     effect = next(e for e in summary["effects"] if e["effect"].startswith("rho 0 -> 1, LIF"))
     assert effect["clean"]["ci_low"] > 5 and effect["clean"]["p_mcnemar"] < 1e-6
     assert "rho 0 -> 1, LIF" in text
+
+
+def test_lever_alone_pairs_each_lever_with_the_same_rho_not_with_rho_0(tmp_path):
+    rng = np.random.default_rng(1)
+    for seed in (0, 1):
+        base = rng.random(400) < 0.3
+        _cell(tmp_path, "dlif", 0.0, seed, base)
+        rho1 = base | (rng.random(400) < 0.3)  # rho 1 alone: about +20 points over rho 0
+        _cell(tmp_path, "dlif", 1.0, seed, rho1)
+        _cell(tmp_path, "dlif", 1.0, seed, rho1.copy(), lever="gain")  # the lever changes nothing
+    compare_report.write_report(tmp_path, "dlif-gaussian", 4, docs=None)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    vs_rho0 = next(r for r in summary["levers"] if r["lever"] == "gain")
+    alone = summary["lever_alone"]
+    assert [r["lever"] for r in alone] == ["gain"]  # plain rho values are not levers
+    assert vs_rho0["clean"]["ci_low"] > 10  # against rho 0 the lever inherits rho's gain
+    assert alone[0]["clean"]["diff"] == 0 and alone[0]["seeds"] == [0, 1]  # alone it adds nothing
