@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from rssnn.integer_forward import run_fixed
-from rssnn.lava_guard import cleanup_on_exit, run_steps, stop
+from rssnn.lava_guard import cleanup_on_exit, import_lava_runtime, run_steps, stop
 from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredNet, encode_input
 from rssnn.synapse_kinds import kind_of
 
@@ -43,6 +43,7 @@ def run_lava(
     ``logits`` (int64 [N, classes], the integer read-out applied to Lava's last spikes) and
     timing figures.
     """
+    import_lava_runtime()
     from lava.lib.dl import netx
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel

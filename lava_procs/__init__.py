@@ -3,3 +3,7 @@
 Process packages (``dlif``, ``monitor``, ``io``) hold only ``process.py`` and ``models.py``:
 Lava's compiler executes every ``.py`` file beside a process module when it looks for models.
 """
+
+from rssnn.lava_guard import import_lava_runtime
+
+import_lava_runtime()  # before any Lava module: Lava insists on fixing the start method itself

@@ -155,7 +155,7 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
         if layer.spiking:
             neurons.append(block.neuron)
             names.append(layer.name)
-            leaks.append(dynamics.v_decay_to_leak(_per_neuron(layer.v_decay, shape).astype(np.float64)))
+            leaks.append(np.broadcast_to(layer.leak, shape).copy())  # per neuron, Lava order
             scales.append(layer.scale)
         input_bits = 0
         prev_shape = shape

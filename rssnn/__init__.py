@@ -4,18 +4,11 @@ The package is the numpy-only core (integer dynamics, the lowered network, the N
 integer reference forward, MPPD, CIFAR reading, the perturbation grammar); ``train``,
 ``export`` and ``lava_procs`` build on it.
 
-Lava's runtime calls ``multiprocessing.set_start_method('fork')`` when first imported and
-raises if any start method is already fixed, which tqdm's locks and numba's parallel launcher
-both do. Every entry point imports this package first, so Lava's setting comes first (0.2 s);
-without Lava installed the core works as well.
+Importing the package imports neither Lava nor torch; ``rssnn.lava_procs`` and the export
+verification import Lava's runtime through :func:`rssnn.lava_guard.import_lava_runtime`.
 """
 
 from pathlib import Path as _Path
-
-try:
-    import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
-except ImportError:  # the core needs numpy and h5py only
-    pass
 
 # ``rssnn.train``, ``rssnn.export`` and ``rssnn.lava_procs``: an installed wheel holds them inside
 # this package (pyproject's package-dir), so nothing named ``train`` lands in site-packages. A

@@ -36,5 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     return importlib.import_module(COMMANDS[args[0]]).main(args[1:])
 
 
+def entry() -> None:
+    """The installed ``rssnn`` command (pyproject's console script)."""
+    from rssnn.cli_support import exit_process
+
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    from rssnn.cli_support import exit_process
+
+    exit_process(main())

@@ -29,6 +29,27 @@ def run_cli(command: Callable[[], Any], interrupted: str = "nothing half-written
     return 0
 
 
+def exit_process(code: int) -> NoReturn:
+    """End a command's process with ``code`` (what ``if __name__ == "__main__"`` calls).
+
+    After an interrupt (``code`` 128 + a signal number) a Lava run may still have been starting
+    its workers: one forked after the cleanup took its list of children outlives it, and
+    Python's own exit would then wait for it forever (multiprocessing joins every child at
+    exit). So an interrupted command terminates what is left and leaves with ``os._exit``;
+    a worker forked later still sees its parent gone and ends itself (rssnn.lava_guard).
+    """
+    if code > 128:
+        import os
+
+        from rssnn.lava_guard import terminate_children
+
+        terminate_children(timeout=2.0)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage dump), exit status 2 as argparse's own."""
 

@@ -161,4 +161,6 @@ def summary(out: Path, timings: dict[str, float]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from rssnn.cli_support import exit_process
+
+    exit_process(main())

@@ -114,17 +114,28 @@ def v_decay_to_leak(v_decay: Any) -> Any:
     return 1.0 - v_decay / DECAY_UNITY
 
 
+def current_leak_to_i_decay(current_leak: Any) -> Any:
+    """Float current leak ``cd`` in [0, 1] to Loihi's ``iDecay`` (rounded, caller casts to int)."""
+    return (1.0 - current_leak) * DECAY_UNITY
+
+
+def i_decay_to_current_leak(i_decay: Any) -> Any:
+    """Loihi's ``iDecay`` to the float current leak ``1 - iDecay / 4096`` (inverse of the above)."""
+    return 1.0 - i_decay / DECAY_UNITY
+
+
 def loihi_neuron_params(leak, threshold, current_leak, weight_step: float) -> dict[str, np.ndarray]:
     """The float neuron (per channel [C]: leak, threshold, current leak) as Loihi integers.
 
     For a layer whose weights are ``w_int * weight_step`` float units: ``vDecay`` and ``iDecay``
     from the leaks (12-bit and 13-bit ranges), ``vThMant = round(threshold / weight_step)``.
     Returns int64 arrays ``iDecay``, ``vDecay``, ``vThMant``; a threshold outside 17 bits raises
-    ValueError. (The inverse conversions: :func:`v_decay_to_leak`, :func:`state_to_float`.)
+    ValueError. (The inverse conversions: :func:`v_decay_to_leak`, :func:`i_decay_to_current_leak`,
+    :func:`state_to_float`; :class:`rssnn.neuron.LoihiCuba` bundles them per layer.)
     """
     leak, threshold, current_leak = (np.asarray(p, dtype=np.float64) for p in (leak, threshold, current_leak))
     v_decay = np.rint(leak_to_v_decay(leak)).astype(np.int64)
-    i_decay = np.rint((1.0 - current_leak) * DECAY_UNITY).astype(np.int64)
+    i_decay = np.rint(current_leak_to_i_decay(current_leak)).astype(np.int64)
     vth = np.rint(threshold / weight_step).astype(np.int64)
     lo, hi = VTH_MANT_RANGE
     if vth.min() < lo or vth.max() > hi:

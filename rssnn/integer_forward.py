@@ -15,6 +15,7 @@ import numpy as np
 
 from rssnn import dynamics
 from rssnn.lowered import LoweredLayer, LoweredNet, SkipSynapse, encode_input
+from rssnn.neuron import LoihiCuba
 from rssnn.synapse_kinds import kind_of
 
 CHUNK_ELEMENTS = 1 << 24  # im2col rows x columns per product: bounds memory at ~128 MB
@@ -112,7 +113,7 @@ def lif_sequence(
     def per_channel(p) -> np.ndarray:
         return np.asarray(p, dtype=np.int64).reshape(-1).reshape(view)
 
-    i_d, v_d, th = per_channel(i_decay), per_channel(v_decay), per_channel(vth)
+    neuron = LoihiCuba(per_channel(i_decay), per_channel(v_decay), per_channel(vth))
     b = 0
     if bias is not None:
         b = np.asarray(bias, dtype=np.int64)
@@ -121,7 +122,7 @@ def lif_sequence(
     v = np.zeros_like(a[..., 0])
     out, us, vs = [], [], []
     for t in range(num_steps):
-        u, v, s = dynamics.cuba_step(u, v, a[..., 0 if a.shape[-1] == 1 else t], i_d, v_d, th, b)
+        u, v, s = neuron.step(u, v, a[..., 0 if a.shape[-1] == 1 else t], b)
         out.append(s)
         if record_state:
             us.append(u)

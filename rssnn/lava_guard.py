@@ -31,6 +31,34 @@ from rssnn.errors import UserError
 ORPHAN_POLL_S = 0.5  # how often a worker checks that its parent is still alive
 
 
+LAVA_RUNTIME_MODULE = "lava.magma.runtime.message_infrastructure.multiprocessing"
+
+
+def import_lava_runtime() -> None:
+    """Import Lava's multiprocessing module, whatever fixed the start method before.
+
+    That module calls ``multiprocessing.set_start_method('fork')`` on import and raises if any
+    start method is already fixed, which tqdm's locks and numba's parallel launcher do as soon as
+    they run. Lava needs 'fork'; where 'fork' (Linux's default) is already fixed, it is unfixed
+    for the import, which changes nothing. Any other fixed method is a clear error. Called by
+    every module that imports Lava's runtime (``lava_procs``, export verification), so importing
+    the numpy core never imports Lava.
+    """
+    import sys
+
+    if LAVA_RUNTIME_MODULE in sys.modules:
+        return
+    method = multiprocessing.get_start_method(allow_none=True)
+    if method not in (None, "fork"):
+        raise UserError(
+            f"Lava runs its processes with the 'fork' start method, but '{method}' is already set "
+            "in this interpreter; import rssnn.lava_procs before setting it, or do not set it"
+        )
+    if method == "fork":
+        multiprocessing.set_start_method(None, force=True)  # Lava sets 'fork' again at once
+    __import__(LAVA_RUNTIME_MODULE)
+
+
 class Terminated(KeyboardInterrupt):
     """The command received SIGTERM or SIGHUP; ``signum`` says which."""
 

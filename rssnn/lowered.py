@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rssnn import dynamics
+from rssnn.neuron import LoihiCuba
 
 PIXEL_LEVELS = 255  # input: 8-bit graded spikes carrying the raw pixel level
 INPUT_MESSAGE_BITS = 8
@@ -60,9 +60,14 @@ class LoweredLayer:
         return self.spiking and any(len(np.unique(p)) > 1 for p in (self.i_decay, self.v_decay, self.vth))
 
     @property
+    def neuron(self) -> LoihiCuba:
+        """The layer's neuron (spiking layers), parameters [C]."""
+        return LoihiCuba(self.i_decay, self.v_decay, self.vth)
+
+    @property
     def leak(self) -> np.ndarray:
         """Float leak per channel, [C] float64."""
-        return dynamics.v_decay_to_leak(np.asarray(self.v_decay, dtype=np.float64))
+        return self.neuron.to_float().leak
 
 
 @dataclass

@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/python -m pytest "$@"
+# Two workers (pytest-xdist): the suite is half subprocesses and Lava workers that wait.
+.venv/bin/python -m pytest -n 2 "$@"

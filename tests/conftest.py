@@ -10,7 +10,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # scripts/test.sh runs two workers on this 2-core machine: one thread each (tests and the
+    # commands they start), or two workers x two torch threads fight over two cores.
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 CIFAR_ROOT = Path(os.environ.get("RSSNN_CIFAR_ROOT", ROOT.parent / "shared" / "data" / "cifar10"))
+
+
+def pytest_configure(config) -> None:
+    """Tests use Lava directly too (its own LIF, RingBuffers), not only through rssnn.lava_procs,
+    which imports Lava's runtime first: do it here, before numba or tqdm fix the start method."""
+    from rssnn.lava_guard import import_lava_runtime
+
+    import_lava_runtime()
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +39,23 @@ def run_cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProce
     return subprocess.run(
         [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kw
     )
+
+
+def call_main(main, argv: list[str]) -> int:
+    """A CLI's exit status, in-process: for error paths a subprocess would add only start-up
+    time (torch, SLAYER and Lava imports, about 5 s each). argparse exits with SystemExit."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
+
+
+def assert_one_line_error(capsys, code: int, message: str) -> None:
+    """Exit status 2 and one line on stderr that holds ``message``, no traceback."""
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert message in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
 
 
 @pytest.fixture(scope="session")

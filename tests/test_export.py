@@ -220,14 +220,4 @@ def test_cli_exports_verifies_and_reports(cifar_root, tiny_run, tmp_path):
     meta = netx_file.read_metadata(out)
     assert meta["source_checkpoint_sha256"] and meta["num_steps"] == 2
     assert json.loads(meta["training_config"])["train_limit"] == 200
-    # Bad input: one line, exit 2, nothing left behind.
-    for args, message in [
-        (["--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "x.net")], "does not exist"),
-        (["--checkpoint", str(out), "--out", str(tmp_path / "y.net")], "corrupt or not"),
-        (["--checkpoint", str(run / "best.pt"), "--out", str(tmp_path)], "is a folder"),
-        (["--checkpoint", str(run / "best.pt"), "--out", "/proc/nope/z.net"], "cannot write"),
-    ]:
-        res = run_cli("export/to_netx.py", *args)
-        assert res.returncode == 2 and message in res.stderr, res.stderr
-        assert len(res.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "x.net").exists() and not (tmp_path / "y.net").exists()
+    # Bad input (one line, exit 2, nothing left): test_safety, in-process.

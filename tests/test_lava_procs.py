@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,9 +168,10 @@ def test_watchdog_stops_a_hung_run():
 
 @pytest.fixture(scope="module")
 def trained_export(tiny_run, tmp_path_factory):
+    from rssnn.export import to_netx  # in-process: the export CLI's subprocess test is test_export's
+
     tmp = tmp_path_factory.mktemp("run")
-    res = run_cli("export/to_netx.py", "--checkpoint", str(tiny_run / "best.pt"), "--out", str(tmp / "m.net"))
-    assert res.returncode == 0, res.stderr
+    assert to_netx.main(["--checkpoint", str(tiny_run / "best.pt"), "--out", str(tmp / "m.net")]) == 0
     return tmp
 
 
@@ -212,29 +214,34 @@ sys.meta_path.insert(0, NoTorch())
 """
 
 
-@pytest.mark.parametrize("perturb", ["gn:8/255", "clean"])
-def test_runner_needs_neither_torch_nor_slayer(cifar_root, trained_export, perturb):
-    """A deployment host has Lava and the numpy core only: clean and Gaussian runs work there."""
-    out = trained_export / f"report-notorch-{perturb.split(':')[0]}.json"
-    args = ["--net", str(trained_export / "m.net"), "--data-root", str(cifar_root), "--limit", "2"]
-    args += ["--perturb", perturb, "--out", str(out)]
+def test_runner_needs_neither_torch_nor_slayer(cifar_root, trained_export):
+    """A deployment host has Lava and the numpy core only: clean and Gaussian runs work there, and
+    an attack (crafted on the float model) says in one line what is missing. One interpreter with
+    torch unimportable runs all three (each a fresh start would add only start-up time)."""
+    common = ["--net", str(trained_export / "m.net"), "--data-root", str(cifar_root), "--limit", "2"]
+    runs = {p: common + ["--perturb", p, "--out", str(trained_export / f"notorch-{p[:2]}.json")]
+            for p in ("gn:8/255", "clean", "fgsm:8/255")}  # fmt: skip
     code = TORCH_BLOCKER + (
+        "import contextlib, io, json\n"
         "from lava_procs.run import main\n"
-        f"rc = main({args!r})\n"
+        f"runs = {runs!r}\n"
+        "rcs, err = {}, io.StringIO()\n"
+        "for p, argv in runs.items():\n"
+        "    with contextlib.redirect_stderr(err if p.startswith('fgsm') else sys.stderr):\n"
+        "        rcs[p] = main(argv)\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision'))\n"
-        "assert not loaded, loaded\n"
-        "sys.exit(rc)\n"
+        "print(json.dumps(dict(rcs=rcs, fgsm_err=err.getvalue(), loaded=loaded)))\n"
     )
     res = run_cli("-c", code)
     assert res.returncode == 0, res.stderr[-3000:]
-    report = json.loads(out.read_text())
-    assert report["n_images"] == 2 and report["agreement_with_pytorch"] == 1.0
-    assert len(report["mppd_per_layer"]) == 6
-    args[args.index(perturb)] = "fgsm:8/255"
-    res = run_cli("-c", TORCH_BLOCKER + f"from lava_procs.run import main\nsys.exit(main({args!r}))\n")
-    # attacks are crafted on the float model: one clear line saying what is missing
-    assert res.returncode == 2 and "needs torch" in res.stderr, res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["loaded"] == [] and got["rcs"] == {"gn:8/255": 0, "clean": 0, "fgsm:8/255": 2}, got
+    for p in ("gn:8/255", "clean"):
+        report = json.loads(Path(runs[p][-1]).read_text())
+        assert report["n_images"] == 2 and report["agreement_with_pytorch"] == 1.0
+        assert len(report["mppd_per_layer"]) == 6
+    err = got["fgsm_err"].strip()
+    assert "needs torch" in err and len(err.splitlines()) == 1, err
 
 
 def test_runner_bad_input_fails_with_one_line(cifar_root, trained_export, tmp_path, capsys):

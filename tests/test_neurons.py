@@ -254,3 +254,38 @@ def test_fixed_point_rounding_toward_zero_with_arbitrary_leak():
             u, v, a_in[..., t].numpy(), params["iDecay"], params["vDecay"], params["vThMant"]
         )
         assert np.array_equal(s, fixed[..., t].astype(bool))
+
+
+def test_lif_and_dlif_are_one_neuron_whose_float_and_integer_forms_agree():
+    """LIF and DLIF are parameter sets of one float neuron (rssnn.neuron.FloatCuba); its Loihi
+    form converts back within quantisation, and both forms step alike on the same currents."""
+    lif = DLIF(4, 3, NeuronConfig.lif()).float_form()
+    np.testing.assert_allclose(lif.leak, 0.99)
+    np.testing.assert_allclose(lif.threshold, 1.0)
+    layer = DLIF(6, 3, NeuronConfig(per_channel=True))
+    with torch.no_grad():
+        layer.leak.copy_(torch.linspace(0.6, 1.0, 6))
+        layer.threshold.copy_(torch.linspace(0.4, 2.0, 6))
+    dlif = layer.float_form()
+    assert type(dlif) is type(lif) and dlif.leak.shape == (6,)
+    step = 1 / 64
+    loihi = dlif.to_loihi(step)
+    for key, value in layer.loihi_params(step).items():  # what the exporter writes
+        np.testing.assert_array_equal(value, loihi.netx()[key])
+    back = loihi.to_float(step)
+    np.testing.assert_allclose(back.leak, dlif.leak, atol=0.5 / 4096 + 1e-12)
+    np.testing.assert_allclose(back.current_leak, dlif.current_leak, atol=0.5 / 4096 + 1e-12)
+    np.testing.assert_allclose(back.threshold, dlif.threshold, atol=step / 2 + 1e-12)
+    for key, value in back.to_loihi(step).netx().items():  # integer -> float -> integer: fixed
+        np.testing.assert_array_equal(value, loihi.netx()[key])
+    # integer currents a (float a * step): the float form of the integers and the integers
+    a_in = np.random.default_rng(0).integers(-10, 80, size=(300, 6, 16))
+    u_f = h = u_i = v_i = np.zeros((300, 6))
+    same = []
+    for t in range(a_in.shape[-1]):
+        u_f, m, s_f = back.step(u_f, h, a_in[..., t] * step)
+        h = m * (1 - s_f)
+        u_i, v_i, s_i = loihi.step(u_i.astype(np.int64), v_i.astype(np.int64), a_in[..., t])
+        same.append(s_f == s_i)
+    assert np.mean(s_f) > 0.05  # the neurons do fire
+    assert np.mean(same) > 0.98, np.mean(same)  # differences: rounding toward zero, > vs >=

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_cli
+from conftest import ROOT, assert_one_line_error, call_main
 
 from rssnn.errors import UserError
 from rssnn.train import checkpoint, data
@@ -34,21 +34,6 @@ class Payload:
         return (Path.touch, (self.marker,))
 
 
-def call(main, argv: list[str]) -> int:
-    """A CLI's exit status in-process (argparse exits with SystemExit)."""
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return int(exc.code)
-
-
-def _one_line_error(capsys, code: int, message: str) -> None:
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert message in err, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-
-
 # -- loading never executes code ----------------------------------------------------------------
 
 
@@ -61,12 +46,12 @@ def test_checkpoint_with_code_is_refused_and_not_run(tmp_path, capsys):
     from rssnn.export import to_netx
     from rssnn.train import evaluate
 
-    _one_line_error(
+    assert_one_line_error(
         capsys,
         evaluate.main(["--checkpoint", str(evil), "--out", str(tmp_path / "r.json")]),
         "could run code",
     )
-    _one_line_error(
+    assert_one_line_error(
         capsys, to_netx.main(["--checkpoint", str(evil), "--out", str(tmp_path / "m.net")]), "could run code"
     )
     assert not marker.exists() and not (tmp_path / "m.net").exists()
@@ -155,7 +140,7 @@ def test_lava_runner_loads_only_the_source_checkpoint_the_file_records(
     capsys.readouterr()
     code = run.main(["--net", str(net), "--data-root", str(cifar_root), "--limit", "2",
                      "--perturb", "fgsm:8/255", "--out", str(tmp_path / "r.json")])  # fmt: skip
-    _one_line_error(capsys, code, "SHA-256 differs")
+    assert_one_line_error(capsys, code, "SHA-256 differs")
     assert not marker.exists() and not (tmp_path / "r.json").exists()
 
 
@@ -172,7 +157,7 @@ class Killed(BaseException):
 def _train(cifar_root, out, *extra) -> int:
     from rssnn.train import cifar
 
-    return call(cifar.main, ["--data-root", str(cifar_root), "--out", str(out), *TINY, *extra])
+    return call_main(cifar.main, ["--data-root", str(cifar_root), "--out", str(out), *TINY, *extra])
 
 
 def test_resume_refuses_changed_flags_and_allows_more_epochs(cifar_root, tmp_path, capsys):
@@ -182,7 +167,7 @@ def test_resume_refuses_changed_flags_and_allows_more_epochs(cifar_root, tmp_pat
     for flags, named in ((["--seed", "1"], "--seed 0 -> 1"), (["--lr", "0.05"], "--lr 0.1 -> 0.05"),
                          (["--val-size", "200"], "--val-size"), (["--mode", "fgsm"], "--mode")):  # fmt: skip
         capsys.readouterr()
-        _one_line_error(capsys, _train(cifar_root, out, "--resume", *flags), named)
+        assert_one_line_error(capsys, _train(cifar_root, out, "--resume", *flags), named)
         assert (out / "config.json").read_text() == config  # provenance untouched
     assert _train(cifar_root, out, "--resume", "--epochs", "2") == 0
     assert checkpoint.load(out / "last.pt")["epoch"] == 2
@@ -225,7 +210,7 @@ def test_a_kill_between_the_epoch_end_writes_loses_nothing(cifar_root, tmp_path,
 )
 def test_bad_training_flags_fail_before_anything_is_written(cifar_root, tmp_path, capsys, flags, message):
     out = tmp_path / "run"
-    _one_line_error(capsys, _train(cifar_root, out, *flags), message)
+    assert_one_line_error(capsys, _train(cifar_root, out, *flags), message)
     assert not out.exists()
 
 
@@ -243,14 +228,20 @@ def test_bad_training_flags_fail_before_anything_is_written(cifar_root, tmp_path
         (["--attacks", "pgd:8/255:7:-1/255"], "step size must be > 0"),
         (["--out", "/proc/nope/r.json"], "cannot write results"),
         (["--transfer-checkpoint", "/nonexistent.pt"], "does not exist"),
+        (["--checkpoint", "/nonexistent.pt"], "does not exist"),
+        (["--checkpoint", "{run}/metrics.csv"], "corrupt or not"),
+        (["--split", "train2"], "unknown split"),
+        (["--attacks", "clean,blur:3"], "unknown attack"),
+        (["--attacks", "pgd:x:7"], "malformed attack"),
     ],
 )
 def test_bad_evaluation_input_fails_before_any_attack(tiny_run, capsys, flags, message):
     from rssnn.train import evaluate
 
     args = ["--checkpoint", str(tiny_run / "best.pt"), "--limit", "4", "--attacks", "clean,pgd:8/255:2"]
-    code = call(evaluate.main, args + ["--out", str(tiny_run.parent / "never.json"), *flags])
-    _one_line_error(capsys, code, message)
+    flags = [f.format(run=tiny_run) for f in flags]
+    code = call_main(evaluate.main, args + ["--out", str(tiny_run.parent / "never.json"), *flags])
+    assert_one_line_error(capsys, code, message)
     assert not (tiny_run.parent / "never.json").exists()
 
 
@@ -260,21 +251,30 @@ def test_export_refuses_bad_input_and_never_leaves_an_unverified_file(tiny_run, 
 
     ckpt = str(tiny_run / "best.pt")
     out = tmp_path / "m.net"
-    _one_line_error(
+    assert_one_line_error(
         capsys,
         to_netx.main(["--checkpoint", ckpt, "--out", str(out), "--verify", "-3"]),
         "--verify must be >= 0",
     )
+    for argv, message in [
+        (["--checkpoint", str(tmp_path / "none.pt"), "--out", str(out)], "does not exist"),
+        (["--checkpoint", str(tiny_run / "metrics.csv"), "--out", str(out)], "corrupt or not"),
+        (["--checkpoint", ckpt, "--out", str(tmp_path)], "is a folder"),
+        (["--checkpoint", ckpt, "--out", "/proc/nope/z.net"], "cannot write"),
+    ]:
+        assert_one_line_error(capsys, call_main(to_netx.main, argv), message)
     zero_t = tmp_path / "t0.pt"
     state = torch.load(ckpt, weights_only=True)
     state["model"]["num_steps"] = 0
     torch.save(state, zero_t)
-    _one_line_error(capsys, to_netx.main(["--checkpoint", str(zero_t), "--out", str(out)]), "num_steps=0")
+    assert_one_line_error(
+        capsys, to_netx.main(["--checkpoint", str(zero_t), "--out", str(out)]), "num_steps=0"
+    )
     assert not out.exists()
     assert to_netx.main(["--checkpoint", ckpt, "--out", str(out)]) == 0
     meta = netx_file.read_metadata(out)
     assert meta["verified"] == 0 and "not verified" in meta["verification"]
-    _one_line_error(capsys, to_netx.main(["--checkpoint", ckpt, "--out", str(out)]), "add --force")
+    assert_one_line_error(capsys, to_netx.main(["--checkpoint", ckpt, "--out", str(out)]), "add --force")
     assert to_netx.main(["--checkpoint", ckpt, "--out", str(out), "--force", "--verify", "2"]) == 0
     meta = netx_file.read_metadata(out)
     assert meta["verified"] == 1 and "0 spike mismatches" in meta["verification"]
@@ -343,7 +343,12 @@ def _start_and_signal(cmd: list[str], sig: int, ready) -> tuple[subprocess.Popen
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()
     os.kill(proc.pid, sig)  # to the parent only, as `kill PID` and most schedulers do
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # leave nothing behind, even when failing
+        proc.communicate()
+        raise AssertionError(f"{cmd[:2]} still running 60 s after {signal.Signals(sig).name}") from None
     return proc, err
 
 
@@ -379,6 +384,15 @@ def test_lava_runner_leaves_no_process_whatever_signal_stops_it(long_lava_run, s
 
 
 @pytest.mark.slow
+def test_a_signal_while_lava_starts_its_workers_leaves_no_process(long_lava_run):
+    """SIGTERM as the first worker appears: workers forked after the cleanup listed the
+    children once made the runner wait for them forever at exit (seen under load)."""
+    proc, err = _start_and_signal(long_lava_run, signal.SIGTERM, lambda pid: len(_descendants(pid)) >= 1)
+    assert _gone(proc.pid) == [], "Lava workers outlived the runner"
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_export_verification_leaves_no_process_and_no_file(tiny_run, cifar_root, tmp_path, sig):
     out = tmp_path / "m.net"
@@ -389,6 +403,7 @@ def test_export_verification_leaves_no_process_and_no_file(tiny_run, cifar_root,
     assert not out.exists(), "an unverified file was left under the final name"
     if sig != signal.SIGKILL:
         assert proc.returncode == 128 + sig and "Traceback" not in err, err
-    again = run_cli("export/to_netx.py", "--checkpoint", str(tiny_run / "best.pt"), "--out", str(out))
-    assert again.returncode == 0, again.stderr
+    from rssnn.export import to_netx  # in-process: the signalled run was the subprocess that matters
+
+    assert to_netx.main(["--checkpoint", str(tiny_run / "best.pt"), "--out", str(out)]) == 0
     assert not list(tmp_path.glob(".*partial"))  # the killed export's leftover is cleaned

@@ -427,4 +427,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from rssnn.cli_support import exit_process
+
+    exit_process(main())

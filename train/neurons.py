@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from rssnn import dynamics
+from rssnn.neuron import FloatCuba
 
 THRESHOLD_RANGE = (1.0 / 64, 64.0)  # float units; keeps vThMant positive and well in 17 bits
 
@@ -287,6 +288,14 @@ class DLIF(nn.Module):
         return spikes
 
     # -- Loihi ------------------------------------------------------------------------------
+    def float_form(self) -> FloatCuba:
+        """This layer's neuron as the core's float CUBA-LIF, parameters [C] (per-layer values
+        repeated): DLIF and the LIF baseline alike, after the Loihi range clamp."""
+        leak, threshold, current_leak = (
+            p.detach().double().expand(self.channels).cpu().numpy() for p in self.clamped()
+        )
+        return FloatCuba(leak, threshold, current_leak)
+
     def loihi_params(self, weight_step: float) -> dict[str, np.ndarray]:
         """Integer Loihi parameters for a layer whose weights are ``w_int * weight_step``.
 
@@ -299,10 +308,7 @@ class DLIF(nn.Module):
                 "(Loihi weights are time-invariant); train without --learn-gain "
                 "to export"
             )
-        leak, threshold, current_leak = (
-            p.detach().double().expand(self.channels).numpy() for p in self.clamped()
-        )
-        return dynamics.loihi_neuron_params(leak, threshold, current_leak, weight_step)
+        return self.float_form().to_loihi(weight_step).netx()
 
     @torch.no_grad()
     def forward_fixed(

@@ -12,6 +12,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from rssnn import dynamics
 from rssnn.lava_procs.dlif.process import DLIF
+from rssnn.neuron import FloatCuba, LoihiCuba
 
 
 class _ResetMixin:
@@ -31,7 +32,7 @@ class _ResetMixin:
 @requires(CPU)
 @tag("fixed_pt", "bit_accurate_loihi")
 class PyDLIFModelFixed(_ResetMixin, PyLoihiProcessModel):
-    """Bit-exact Loihi 2 arithmetic: :func:`rssnn.dynamics.cuba_step` (shared with PyTorch)."""
+    """Bit-exact Loihi 2 arithmetic: :class:`rssnn.neuron.LoihiCuba` (shared with the reference)."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
@@ -53,13 +54,11 @@ class PyDLIFModelFixed(_ResetMixin, PyLoihiProcessModel):
                 "the per-step input gain has no fixed-point (Loihi) mapping; "
                 "run with select_tag='floating_pt'"
             )
-        u, v, s = dynamics.cuba_step(
+        neuron = LoihiCuba(self.i_decay, self.v_decay, self.vth)
+        u, v, s = neuron.step(
             self.u.astype(np.int64),
             self.v.astype(np.int64),
             a_in,
-            self.i_decay.astype(np.int64),
-            self.v_decay.astype(np.int64),
-            self.vth.astype(np.int64),
             self.bias_mant.astype(np.int64) << dynamics.NETX_BIAS_EXP,
         )
         self.u[:] = u
@@ -93,10 +92,12 @@ class PyDLIFModelFloat(_ResetMixin, PyLoihiProcessModel):
             self.u[:] = 0
             self.v[:] = 0
         x = self.gain[self._step_index() % len(self.gain)] * a_in
-        current_leak = 1.0 - self.i_decay / dynamics.DECAY_UNITY
-        leak = dynamics.v_decay_to_leak(self.v_decay)
-        # the bias enters the membrane each step, as in the fixed-point model
-        u, m, s = dynamics.float_lif_update(self.u, self.v, x, current_leak, leak, self.vth - self.bias_mant)
+        # the file's integers as a float neuron, threshold in integer current units; the bias
+        # enters the membrane each step, as in the fixed-point model
+        neuron = LoihiCuba(self.i_decay, self.v_decay, self.vth).to_float()
+        u, m, s = FloatCuba(neuron.leak, neuron.threshold - self.bias_mant, neuron.current_leak).step(
+            self.u, self.v, x
+        )
         self.u[:] = u
         self.v[:] = np.where(s, 0.0, m + self.bias_mant)
         self.s_out.send(s.astype(float))
