@@ -177,7 +177,16 @@ def stop(proc: Any, timeout: float = 30.0) -> None:
     """Stop the runtime (bounded in time, once), then make sure no worker process survives."""
     if getattr(proc, "runtime", None) is not None and not getattr(proc, "_rssnn_stopped", False):
         proc._rssnn_stopped = True
-        stopper = threading.Thread(target=proc.stop, daemon=True)
+        def quiet_stop() -> None:
+            try:
+                proc.stop()
+            except Exception:  # noqa: BLE001
+                # Lava 0.10's stop fails when its runtime was still starting (AttributeError:
+                # 'SharedMemoryManager' object has no attribute 'shutdown'); the workers are
+                # terminated below either way, and a traceback on Ctrl-C helps nobody.
+                pass
+
+        stopper = threading.Thread(target=quiet_stop, daemon=True)
         stopper.start()
         stopper.join(timeout)
     terminate_children()

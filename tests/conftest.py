@@ -60,14 +60,16 @@ def assert_one_line_error(capsys, code: int, message: str) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_run(cifar_root, tmp_path_factory) -> Path:
-    """One real (tiny) training run shared by the CLI tests of evaluate, export and lava_procs."""
+    """One real (tiny) training run shared by the CLI tests of evaluate, export and lava_procs
+    (in-process: the training CLI's own subprocess test is in test_training)."""
+    from rssnn.train.cifar import main
+
     run = tmp_path_factory.mktemp("tiny") / "run"
-    res = run_cli(
-        "train/cifar.py", "--data-root", str(cifar_root), "--out", str(run),
-        "--train-limit", "200", "--val-size", "100", "--width", "4", "--epochs", "1",
-        "--batch-size", "20", "--quiet",
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr
+    code = call_main(main, [
+        "--data-root", str(cifar_root), "--out", str(run), "--train-limit", "200", "--val-size", "100",
+        "--width", "4", "--epochs", "1", "--batch-size", "20", "--quiet",
+    ])  # fmt: skip
+    assert code == 0
     return run
 
 
