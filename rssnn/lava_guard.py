@@ -177,6 +177,7 @@ def stop(proc: Any, timeout: float = 30.0) -> None:
     """Stop the runtime (bounded in time, once), then make sure no worker process survives."""
     if getattr(proc, "runtime", None) is not None and not getattr(proc, "_rssnn_stopped", False):
         proc._rssnn_stopped = True
+
         def quiet_stop() -> None:
             try:
                 proc.stop()
