@@ -44,7 +44,7 @@ def run_lava(
     timing figures.
     """
     import_lava_runtime()
-    from lava.lib.dl import netx
+    from lava.lib.dl.netx import hdf5 as netx_hdf5  # by name: lava_procs may have skipped netx's __init__
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
     from lava.proc.io.source import RingBuffer
@@ -71,7 +71,7 @@ def run_lava(
         source.s_out.connect(graph.inp)
         blocks, close = graph.blocks[: len(spiking)], lambda: None
     else:
-        lava_net = netx.hdf5.Network(
+        lava_net = netx_hdf5.Network(
             net_config=str(path),
             input_message_bits=INPUT_MESSAGE_BITS,
             reset_interval=steps_per_image,

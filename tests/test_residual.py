@@ -106,13 +106,13 @@ def test_skips_without_their_delays_break_lava_agreement(images, tmp_path, monke
 
 
 def test_stock_netx_refuses_a_residual_file_clearly(images, tmp_path):
-    from lava.lib.dl import netx
+    from lava.lib.dl.netx import hdf5 as netx_hdf5
 
     pixels, _, names = images
     path = tmp_path / "res.net"
     netx_file.write(path, lowering.lower(_resnet(pixels, False), names), {})
     with pytest.raises(ValueError, match="stock NetX cannot describe residual connections"):
-        netx.hdf5.Network(net_config=str(path))
+        netx_hdf5.Network(net_config=str(path))
 
 
 def test_damaged_skip_is_rejected(images, tmp_path):
