@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from rssnn import dynamics
 from rssnn.lava_procs.dlif.process import DLIF
 from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet, SkipSynapse
+from rssnn.neuron import LoihiCuba
 
 FIRST_LAYER_DELAY = 2  # source step + first synapse
 
@@ -118,14 +118,12 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
     prev_shape = lava_order(net.input_shape)
     for k, layer in enumerate(net.layers):
         shape = lava_order(layer.out_shape)
-        if layer.spiking:
-            params = dict(
-                i_decay=_per_neuron(layer.i_decay, shape[-1:]),
-                v_decay=_per_neuron(layer.v_decay, shape[-1:]),
-                vth=_per_neuron(layer.vth, shape[-1:]),
-            )
-        else:  # read-out: a non-leaky integrator that never fires
-            params = dict(i_decay=dynamics.DECAY_UNITY, v_decay=0, vth=dynamics.VTH_MANT_RANGE[1])
+        neuron = layer.neuron if layer.spiking else LoihiCuba.integrator()  # read-out: integrates
+        params = dict(
+            i_decay=_per_neuron(neuron.i_decay, shape[-1:]),
+            v_decay=_per_neuron(neuron.v_decay, shape[-1:]),
+            vth=_per_neuron(neuron.vth_mant, shape[-1:]),
+        )
         neuron_params = dict(
             neuron_proc=DLIF,
             bias_key="bias_mant",

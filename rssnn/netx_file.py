@@ -24,6 +24,7 @@ from rssnn import __version__ as RSSNN_VERSION
 from rssnn import dynamics
 from rssnn.errors import UserError
 from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet, SkipSynapse
+from rssnn.neuron import LoihiCuba
 from rssnn.synapse_kinds import KINDS, kind_of
 
 FORMAT = "rssnn-netx"
@@ -34,25 +35,15 @@ def _type(handle: h5py.Group, name: str) -> None:
     handle.create_dataset("type", (1,), "S10", [name.encode("ascii")])
 
 
-def _neuron(handle: h5py.Group, layer: LoweredLayer) -> None:
+def _neuron(handle: h5py.Group, neuron: LoihiCuba) -> None:
+    """NetX's CUBA neuron fields; a parameter equal across channels is written as a scalar."""
+
     def scalar_or_array(a: np.ndarray):
-        a = np.asarray(a, dtype=np.int64)
         return int(a[0]) if len(np.unique(a)) == 1 else a
 
     handle.create_dataset("neuron/type", (1,), "S10", [b"CUBA"])
-    handle.create_dataset("neuron/iDecay", data=scalar_or_array(layer.i_decay))
-    handle.create_dataset("neuron/vDecay", data=scalar_or_array(layer.v_decay))
-    handle.create_dataset("neuron/vThMant", data=scalar_or_array(layer.vth))
-    handle.create_dataset("neuron/refDelay", data=1)
-    handle.create_dataset("neuron/gradedSpike", data=False)
-
-
-def _readout_neuron(handle: h5py.Group) -> None:
-    """A non-leaky integrator that never fires: v accumulates the read-out's input."""
-    handle.create_dataset("neuron/type", (1,), "S10", [b"CUBA"])
-    handle.create_dataset("neuron/iDecay", data=dynamics.DECAY_UNITY)
-    handle.create_dataset("neuron/vDecay", data=0)
-    handle.create_dataset("neuron/vThMant", data=dynamics.VTH_MANT_RANGE[1])
+    for key, value in neuron.netx().items():
+        handle.create_dataset(f"neuron/{key}", data=scalar_or_array(value))
     handle.create_dataset("neuron/refDelay", data=1)
     handle.create_dataset("neuron/gradedSpike", data=False)
 
@@ -83,7 +74,7 @@ GUARD_MESSAGE = (
 def _guard(handle: h5py.Group) -> None:
     _type(handle, "dense")
     handle.create_dataset("shape", data=np.array([1]))
-    _readout_neuron(handle)
+    _neuron(handle, LoihiCuba.integrator())
     handle.create_dataset("weight", data=np.array([GUARD_MESSAGE.encode("ascii")]))
     handle.attrs["rssnn_guard"] = True
 
@@ -137,10 +128,7 @@ def write(path: str | Path, net: LoweredNet, metadata: dict[str, Any]) -> str:
                 kind_of(layer.kind).write(g, layer)
                 g.create_dataset("bias", data=_bias_for_netx(layer))
                 _skips(g, layer, group_of)
-                if layer.spiking:
-                    _neuron(g, layer)
-                else:
-                    _readout_neuron(g)
+                _neuron(g, layer.neuron if layer.spiking else LoihiCuba.integrator())
             meta = f.create_group("rssnn")
             attrs = dict(
                 format=FORMAT,

@@ -62,6 +62,12 @@ class LoihiCuba:
             object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.int64))
 
     @classmethod
+    def integrator(cls) -> LoihiCuba:
+        """The read-out's neuron: no current state, no leak, a threshold it never reaches in
+        T steps, so v accumulates the read-out's input (the logits). Parameters [1]."""
+        return cls([dynamics.DECAY_UNITY], [0], [dynamics.VTH_MANT_RANGE[1]])
+
+    @classmethod
     def from_netx(cls, params: dict[str, Any]) -> LoihiCuba:
         """From a NetX neuron's ``iDecay``, ``vDecay``, ``vThMant``."""
         return cls(params["iDecay"], params["vDecay"], params["vThMant"])

@@ -78,3 +78,16 @@ def test_cuba_step_equals_lava_bit_accurate_lif():
     ours = np.stack(ours, -1)
     assert lava_spikes.sum() > 5, "test input should make neurons fire"
     assert np.array_equal(ours, lava_spikes)
+
+
+def test_the_read_out_neuron_integrates_and_never_fires():
+    """LoihiCuba.integrator(): what the file, the Lava builder and the reference use for logits."""
+    from rssnn.neuron import LoihiCuba
+
+    readout = LoihiCuba.integrator()
+    a_in = np.random.default_rng(0).integers(-2000, 2000, size=(64, 10, 16))  # [N, classes, T]
+    u = v = np.zeros((64, 10), dtype=np.int64)
+    for t in range(a_in.shape[-1]):
+        u, v, s = readout.step(u, v, a_in[..., t])
+        assert not s.any()
+    np.testing.assert_array_equal(v, a_in.sum(-1) << dynamics.ACT_SHIFT)  # v = the summed input
