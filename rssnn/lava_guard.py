@@ -181,7 +181,7 @@ def stop(proc: Any, timeout: float = 30.0) -> None:
         def quiet_stop() -> None:
             try:
                 proc.stop()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 # Lava 0.10's stop fails when its runtime was still starting (AttributeError:
                 # 'SharedMemoryManager' object has no attribute 'shutdown'); the workers are
                 # terminated below either way, and a traceback on Ctrl-C helps nobody.

@@ -67,11 +67,6 @@ class LoihiCuba:
         T steps, so v accumulates the read-out's input (the logits). Parameters [1]."""
         return cls([dynamics.DECAY_UNITY], [0], [dynamics.VTH_MANT_RANGE[1]])
 
-    @classmethod
-    def from_netx(cls, params: dict[str, Any]) -> LoihiCuba:
-        """From a NetX neuron's ``iDecay``, ``vDecay``, ``vThMant``."""
-        return cls(params["iDecay"], params["vDecay"], params["vThMant"])
-
     def netx(self) -> dict[str, np.ndarray]:
         """The NetX neuron fields ``iDecay``, ``vDecay``, ``vThMant`` (int64 [C])."""
         return {"iDecay": self.i_decay, "vDecay": self.v_decay, "vThMant": self.vth_mant}
