@@ -20,6 +20,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,8 +45,6 @@ def import_lava_runtime() -> None:
     every module that imports Lava's runtime (``lava_procs``, export verification), so importing
     the numpy core never imports Lava.
     """
-    import sys
-
     if LAVA_RUNTIME_MODULE in sys.modules:
         return
     method = multiprocessing.get_start_method(allow_none=True)

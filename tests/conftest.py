@@ -50,12 +50,13 @@ def call_main(main, argv: list[str]) -> int:
         return int(exc.code)
 
 
-def assert_one_line_error(capsys, code: int, message: str) -> None:
-    """Exit status 2 and one line on stderr that holds ``message``, no traceback."""
+def assert_one_line_error(capsys, code: int, message: str) -> str:
+    """Exit status 2 and one line on stderr that holds ``message``, no traceback; returns it."""
     err = capsys.readouterr().err.strip()
     assert code == 2, err
     assert message in err, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_cli
+from conftest import ROOT, assert_one_line_error, call_main, run_cli
 from test_export import PLANS, _calibrated
 
 from rssnn import dynamics, lava_guard, netx_file
@@ -259,8 +259,5 @@ def test_runner_bad_input_fails_with_one_line(cifar_root, trained_export, tmp_pa
     ]
     common = ["--data-root", str(cifar_root), "--limit", "2", "--out", str(tmp_path / "r.json")]
     for args, message in cases:
-        code = main(common + args)
-        err = capsys.readouterr().err
-        assert code == 2 and message in err, (args, err)
-        assert len(err.strip().splitlines()) == 1, err
+        assert_one_line_error(capsys, call_main(main, common + args), message)
         assert not (tmp_path / "r.json").exists()

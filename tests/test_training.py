@@ -147,13 +147,8 @@ def test_bad_flags_fail_with_one_line(cifar_root, tmp_path, capsys, flags, messa
     """In-process through the CLI's main: a subprocess per case would add only start-up time."""
     from rssnn.train.cifar import main
 
-    try:
-        code = main(["--data-root", str(cifar_root), "--out", str(tmp_path / "bad"), *TINY, *flags])
-    except SystemExit as exc:  # argparse's own errors exit from parse_args
-        code = exc.code
-    err = capsys.readouterr().err
-    assert code == 2 and err.strip().splitlines() == [err.strip()]
-    assert message in err and "Traceback" not in err
+    code = call_main(main, ["--data-root", str(cifar_root), "--out", str(tmp_path / "bad"), *TINY, *flags])
+    assert_one_line_error(capsys, code, message)
     assert not (tmp_path / "bad").exists()
 
 
@@ -167,9 +162,7 @@ def test_missing_data_fails_with_one_line(tmp_path, capsys):
     from rssnn.train.cifar import main
 
     code = main(["--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--quiet"])
-    err = capsys.readouterr().err
-    assert code == 2 and "no cifar10 data" in err and "--download" in err
-    assert len(err.strip().splitlines()) == 1
+    assert "--download" in assert_one_line_error(capsys, code, "no cifar10 data")
 
 
 def test_resume_rejects_corrupt_foreign_and_mismatched_checkpoints(cifar_root, tmp_path, capsys):
