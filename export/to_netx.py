@@ -15,7 +15,9 @@ predicted classes, and fails (exit 2, no file written) on any mismatch unless --
 The file is written under a hidden temporary name beside --out and renamed only once it is
 complete (and verified, with --verify): an interrupted export leaves no --out. The file records
 ``verified`` (true/false) and ``verification`` (how, or why not) in its /rssnn attributes.
-An existing --out is replaced only with --force.
+An existing --out is replaced only with --force, and only if it is a regular file (never a
+device node or a FIFO, whatever the flags); two exports to one --out at once are refused (the
+first holds a claim on it until it ends).
 """
 
 from __future__ import annotations
@@ -68,19 +70,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def export(args: argparse.Namespace) -> dict[str, Any]:
+    from rssnn.atomic import check_output_file, claim
     from rssnn.errors import UserError
-    from rssnn.lava_guard import cleanup_on_exit
-    from rssnn.train import checkpoint
 
     out = Path(args.out)
     if args.verify < 0:
         raise UserError(f"--verify must be >= 0 images, got {args.verify}")
     if args.accuracy_images < 0:
         raise UserError(f"--accuracy-images must be >= 0, got {args.accuracy_images}")
-    if out.is_dir():
-        raise UserError(f"--out '{out}' is a folder; give a file name such as model.net")
+    check_output_file(out)
+    if args.verify_report:
+        check_output_file(args.verify_report, "--verify-report")
     if out.exists() and not args.force:
         raise UserError(f"'{out}' exists; add --force to replace it or choose another --out")
+    with claim(out):
+        return _claimed_export(args, out)
+
+
+def _claimed_export(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """The export once this process holds the claim on ``out``."""
+    from rssnn.atomic import install_no_clobber
+    from rssnn.errors import UserError
+    from rssnn.lava_guard import cleanup_on_exit
+    from rssnn.train import checkpoint
+
     ckpt_path = Path(args.checkpoint)
     ckpt = checkpoint.load(ckpt_path)
     if int(ckpt["model"].get("num_steps", 0)) < 1:
@@ -95,7 +108,10 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
     try:
         with cleanup_on_exit():
             result = _export_to(partial, out, args, ckpt, ckpt_path, model)
-        os.replace(partial, out)
+        if args.force:
+            os.replace(partial, out)
+        else:  # a file that appeared meanwhile (not an export: those wait on the claim) stays
+            install_no_clobber(partial, out)
     finally:
         partial.unlink(missing_ok=True)
     return result

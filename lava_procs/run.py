@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,8 @@ def plot_mppd(names: list[str], per_step: list[list[float]], title: str, path: P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from rssnn.atomic import atomic_save_figure
+
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, values in zip(names, per_step):
         ax.plot(range(1, len(values) + 1), values, "o-", label=name)
@@ -191,7 +194,7 @@ def plot_mppd(names: list[str], per_step: list[list[float]], title: str, path: P
     )
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -199,7 +202,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
     from rssnn import cifar, netx_file
-    from rssnn.atomic import atomic_write_text
+    from rssnn.atomic import atomic_write_text, check_output_file
     from rssnn.errors import UserError
     from rssnn.integer_forward import mppd_reference
     from rssnn.lava_guard import cleanup_on_exit
@@ -208,19 +211,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     spec = parse_perturbation(args.perturb)
     if args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
+    if not (math.isfinite(args.watchdog) and args.watchdog > 0):
+        raise UserError(f"--watchdog must be a number of seconds > 0, got {args.watchdog}")
+    out = check_output_file(args.out)
+    check_output_file(out.with_suffix(".png"), "--out's plot")
     net, meta = netx_file.read(args.net)
     backend, run_cfg = select_backend(args.backend)
-    cfg = json.loads(meta.get("training_config", "{}") or "{}")
     images, all_labels, _ = cifar.load_run_split(
-        args.data_root, meta.get("dataset", "cifar10"), args.split, cfg
+        args.data_root, meta["dataset"], args.split, meta["training_config"]
     )
     n = min(args.limit, len(all_labels))
     clean, labels = images[:n], all_labels[:n]
     source = None
     if spec.kind in ("fgsm", "pgd"):
         source = args.checkpoint or trusted_source_checkpoint(meta, args.net)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     pert = perturb_images(spec, clean, labels, source, args.seed)
     reference = mppd_reference(net, clean, pert)
     graph = runtime.build_pair(net, clean, pert, monitor=not args.no_monitor)

@@ -30,8 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     if args and args[0] in ("-h", "--help"):
         print(__doc__.strip())
         return 0
-    if not args or args[0] not in COMMANDS:
+    if not args:
         print(__doc__.strip(), file=sys.stderr)
+        return 2
+    if args[0] not in COMMANDS:
+        print(
+            f"error: unknown command '{args[0][:60]}'; commands: {', '.join(COMMANDS)} (see rssnn --help)",
+            file=sys.stderr,
+        )
         return 2
     return importlib.import_module(COMMANDS[args[0]]).main(args[1:])
 

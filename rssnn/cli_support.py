@@ -14,7 +14,7 @@ def run_cli(command: Callable[[], Any], interrupted: str = "nothing half-written
     import signal
 
     from rssnn.errors import UserError
-    from rssnn.lava_guard import exit_signals_raise
+    from rssnn.signals import exit_signals_raise
 
     try:
         with exit_signals_raise():

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rssnn.errors import UserError
+from rssnn.signals import exit_signals_raise
 
 ORPHAN_POLL_S = 0.5  # how often a worker checks that its parent is still alive
 
@@ -56,32 +57,6 @@ def import_lava_runtime() -> None:
     if method == "fork":
         multiprocessing.set_start_method(None, force=True)  # Lava sets 'fork' again at once
     __import__(LAVA_RUNTIME_MODULE)
-
-
-class Terminated(KeyboardInterrupt):
-    """The command received SIGTERM or SIGHUP; ``signum`` says which."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise Terminated(signum)
-
-
-@contextmanager
-def exit_signals_raise() -> Iterator[None]:
-    """While inside, SIGTERM and SIGHUP raise :class:`Terminated` (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    saved = {s: signal.signal(s, _raise_terminated) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, handler in saved.items():
-            signal.signal(s, handler)
 
 
 _guard_installed = False

@@ -25,10 +25,20 @@ from rssnn import dynamics
 from rssnn.errors import UserError
 from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet, SkipSynapse
 from rssnn.neuron import LoihiCuba
-from rssnn.synapse_kinds import KINDS, kind_of
+from rssnn.synapse_kinds import KINDS, kind_of, read_integers
 
 FORMAT = "rssnn-netx"
 VERSION = 1
+
+# Bounds on what a file may declare, checked before anything is read or allocated (a crafted
+# file otherwise declares terabyte datasets or a billion time steps). They are far above any
+# network Loihi 2 runs: 8,192 neurons per core, 128 cores per chip, so a million neurons a chip.
+MAX_NUM_STEPS = 4096  # T; the paper uses 4-8, Loihi's reset interval is a power of 2
+MAX_LAYER_NEURONS = 1 << 24
+MAX_DATASET_ELEMENTS = 1 << 28  # one weight dataset (VGG-11's largest is 2.4e6)
+MAX_ATTRIBUTE_BYTES = 1 << 24
+MAX_TREE_DEPTH = 6  # /layer/<i>/skip/<j>/neuron/<field> is the deepest path we write
+MAX_OBJECTS = 100_000
 
 
 def _type(handle: h5py.Group, name: str) -> None:
@@ -165,13 +175,85 @@ def _decode(v: Any) -> Any:
     return v.decode() if isinstance(v, bytes) else v
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The ``/rssnn`` attributes of a file; UserError for missing, foreign or corrupt files."""
+def check_structure(path: Path, f: h5py.File) -> None:
+    """Refuse what would make reading this file read other files, hang or loop: external links
+    (one to a FIFO blocks ``open`` where no signal reaches Python), soft links (loops), virtual
+    datasets and datasets stored in external files; also trees deeper or larger than any NetX
+    file, and datasets or attributes larger than the bounds above. Nothing is resolved but hard
+    links, and only shapes are read (UserError, one line)."""
+    count = 0
+
+    def walk(group: h5py.Group, where: str, depth: int) -> None:
+        nonlocal count
+        if depth > MAX_TREE_DEPTH:
+            raise UserError(f"'{path}' nests groups deeper than a NetX file ({where}); refused")
+        _check_attributes(path, group, where)
+        for name in group:
+            count += 1
+            if count > MAX_OBJECTS:
+                raise UserError(f"'{path}' holds more than {MAX_OBJECTS} objects; refused")
+            link = group.get(name, getlink=True)
+            at = f"{where.rstrip('/')}/{name}"
+            if isinstance(link, h5py.ExternalLink):
+                raise UserError(f"'{path}' {at} is an external link to another file; refused")
+            if isinstance(link, h5py.SoftLink):
+                raise UserError(f"'{path}' {at} is a soft link; NetX files hold none, refused")
+            if not isinstance(link, h5py.HardLink):
+                raise UserError(f"'{path}' {at} is a {link.__class__.__name__}; refused")
+            obj = group[name]
+            if isinstance(obj, h5py.Group):
+                walk(obj, at, depth + 1)
+                continue
+            if obj.is_virtual or obj.external:
+                raise UserError(f"'{path}' {at} reads its data from other files; refused")
+            if obj.size is not None and obj.size > MAX_DATASET_ELEMENTS:
+                raise UserError(f"'{path}' {at} declares {obj.size} elements; refused as damaged")
+            _check_attributes(path, obj, at)
+
+    walk(f, "/", 0)
+
+
+def _check_attributes(path: Path, obj: h5py.HLObject, where: str) -> None:
+    for name in obj.attrs:
+        size = obj.attrs.get_id(name).get_storage_size()
+        if size > MAX_ATTRIBUTE_BYTES:
+            raise UserError(f"'{path}' {where} attribute '{name}' declares {size} bytes; refused")
+
+
+def open_checked(path: str | Path) -> h5py.File:
+    """Open a NetX file for reading after :func:`check_structure` accepted it."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"network file '{path}' does not exist")
+        raise UserError(f"network file '{path}' does not exist or is not a regular file")
     try:
-        with h5py.File(path, "r") as f:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise UserError(f"'{path}' is not a readable HDF5 file (truncated or corrupt?)") from exc
+    try:
+        check_structure(path, f)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _json_attribute(path: Path, meta: dict[str, Any], key: str, kind: type) -> Any:
+    try:
+        value = json.loads(meta[key])
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise UserError(f"'{path}': /rssnn attribute '{key}' is not valid JSON; export again") from exc
+    if not isinstance(value, kind):
+        raise UserError(f"'{path}': /rssnn attribute '{key}' is not a JSON {kind.__name__}; export again")
+    return value
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``/rssnn`` attributes of a file; UserError for missing, foreign or corrupt files."""
+    from rssnn.cifar import DATASETS
+
+    path = Path(path)
+    try:
+        with open_checked(path) as f:
             if "rssnn" not in f or "layer" not in f:
                 raise UserError(
                     f"'{path}' is not an rssnn-lava NetX file (no /rssnn metadata); "
@@ -189,24 +271,35 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     for key in ("class_names", "features", "layer_names", "layer_scales"):
         if key not in meta:
             raise UserError(f"'{path}' lacks the /rssnn attribute '{key}'; export the model again")
-        try:
-            meta[key] = json.loads(meta[key])
-        except (TypeError, ValueError) as exc:
-            raise UserError(f"'{path}': /rssnn attribute '{key}' is not valid JSON; export again") from exc
+        meta[key] = _json_attribute(path, meta, key, list)
+    if not all(isinstance(name, str) for name in meta["class_names"]) or not meta["class_names"]:
+        raise UserError(f"'{path}': /rssnn class_names must be a non-empty list of names")
+    meta["training_config"] = (
+        _json_attribute(path, meta, "training_config", dict) if meta.get("training_config") else {}
+    )
+    dataset = meta.setdefault("dataset", "cifar10")
+    if dataset not in DATASETS:
+        raise UserError(f"'{path}' names the dataset {str(dataset)[:40]!r}; known: {', '.join(DATASETS)}")
     try:
         steps = int(meta.get("num_steps", 0))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         steps = 0
-    if steps < 1:
-        raise UserError(f"'{path}' has num_steps={meta.get('num_steps')!r}; a network needs T >= 1")
+    if not 1 <= steps <= MAX_NUM_STEPS:
+        raise UserError(
+            f"'{path}' has num_steps={meta.get('num_steps')!r}; a network needs 1 <= T <= {MAX_NUM_STEPS}"
+        )
+    meta["num_steps"] = steps
     return meta
 
 
 def mark_verified(path: str | Path, verified: bool, detail: str) -> None:
     """Record in the file whether (and how) Lava verified it: ``/rssnn`` ``verified``, ``verification``."""
-    with h5py.File(path, "r+") as f:
-        f["rssnn"].attrs["verified"] = bool(verified)
-        f["rssnn"].attrs["verification"] = detail
+    try:
+        with h5py.File(path, "r+") as f:
+            f["rssnn"].attrs["verified"] = bool(verified)
+            f["rssnn"].attrs["verification"] = detail
+    except OSError as exc:
+        raise UserError(f"cannot record the verification in '{path}' ({exc})") from exc
 
 
 def _check_range(path: Path, name: str, what: str, values: np.ndarray, lo: int, hi: int) -> None:
@@ -243,7 +336,7 @@ def _read_skips(
     skips = []
     for j in range(len(g["skip"]) if "skip" in g else 0):
         s = g[f"skip/{j}"]
-        kind, source = s["type"][0].decode(), int(s["source"][()])
+        kind, source = _layer_type(s), int(read_integers(s, "source", ())[()])
         if kind not in KINDS or source not in lowered_of or not layers[lowered_of[source]].spiking:
             raise UserError(
                 f"'{path}' {name}: skip {j} ({kind} from layer {source}) must be a synapse "
@@ -254,24 +347,65 @@ def _read_skips(
     return skips
 
 
+def _layer_type(g: h5py.Group) -> str:
+    """A NetX group's ``type``: a length-1 array of short ASCII text."""
+    t = g["type"]
+    if not isinstance(t, h5py.Dataset) or t.shape != (1,) or t.dtype.kind != "S" or t.dtype.itemsize > 16:
+        raise ValueError(f"{g.name}/type is not a NetX layer type")
+    return t[0].decode("ascii", "replace")
+
+
+def _shape(g: h5py.Group) -> tuple[int, ...]:
+    """A layer's declared neuron grid, bounded before anything is sized from it."""
+    shape = tuple(int(x) for x in read_integers(g, "shape", ndim=1))
+    if not 1 <= len(shape) <= 3 or min(shape) < 1 or int(np.prod(shape)) > MAX_LAYER_NEURONS:
+        raise ValueError(f"{g.name}/shape {shape} is not a layer of 1 to {MAX_LAYER_NEURONS} neurons")
+    return shape
+
+
+def _bias(g: h5py.Group, out_shape: tuple[int, ...]) -> np.ndarray:
+    """(C,) per channel, or (W, H, C) per neuron in NetX's order, back to (C, H, W)."""
+    shape = g["bias"].shape if "bias" in g else None
+    if shape not in ((out_shape[0],), tuple(out_shape[::-1])):
+        raise ValueError(f"{g.name}/bias has shape {shape}, expected ({out_shape[0]},) or {out_shape[::-1]}")
+    bias = read_integers(g, "bias", shape)
+    return bias.transpose(2, 1, 0) if bias.ndim == 3 else bias
+
+
+def _neuron_field(g: h5py.Group, key: str, channels: int) -> np.ndarray:
+    """A neuron parameter: one value for the layer or one per channel, as (C,) int64."""
+    n = g["neuron"]
+    shape = n[key].shape if key in n else None
+    if shape not in ((), (1,), (channels,)):
+        raise ValueError(f"{n.name}/{key} has shape {shape}, expected a scalar or ({channels},)")
+    return np.broadcast_to(read_integers(n, key, shape), (channels,)).copy()
+
+
 def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
-    """Read a file written by :func:`write` back into integers (for checks and lava_procs)."""
+    """Read a file written by :func:`write` back into integers (for checks and lava_procs).
+
+    Every declared shape is checked before its data is read; any damage is one UserError line.
+    """
     meta = read_metadata(path)
+    path = Path(path)
     layers: list[LoweredLayer] = []
     names, scales = iter(meta["layer_names"]), iter(meta["layer_scales"])
     try:
-        with h5py.File(path, "r") as f:
+        with open_checked(path) as f:
             group = f["layer"]
-            input_shape = tuple(int(x) for x in group["0"]["shape"][()])
+            input_shape = _shape(group["0"])
             shape: tuple[int, ...] = input_shape
             flatten = False
             residual = "residual" in meta["features"]
+            first = 2 if residual else 1
+            if len(group) <= first:
+                raise UserError(f"'{path}' holds an input layer but no synapse layer; nothing to run")
             if residual and not group["1"].attrs.get("rssnn_guard", False):
                 raise UserError(f"'{path}' is marked residual but lacks its guard layer /layer/1")
             lowered_of: dict[int, int] = {}  # NetX layer index -> lowered layer index
-            for i in range(2 if residual else 1, len(group)):
+            for i in range(first, len(group)):
                 g = group[str(i)]
-                kind = g["type"][0].decode()
+                kind = _layer_type(g)
                 if kind == "flatten":
                     flatten = True
                     continue
@@ -279,37 +413,37 @@ def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
                     raise UserError(
                         f"'{path}' layer {i}: unsupported layer type '{kind}' (known: {', '.join(KINDS)})"
                     )
-                bias = np.asarray(g["bias"][()]).astype(np.int64)
-                if bias.ndim == 3:
-                    bias = bias.transpose(2, 1, 0)
-                out_shape = tuple(int(x) for x in g["shape"][()])
-                n = g["neuron"]
+                out_shape = _shape(g)
                 spiking = i != len(group) - 1  # the schema's last layer is the read-out
                 c = out_shape[0]
-
-                def arr(key: str, n=n, c=c) -> np.ndarray:
-                    return np.broadcast_to(np.asarray(n[key][()], dtype=np.int64), (c,)).copy()
-
                 layer = LoweredLayer(
                     kind,
-                    next(names),
-                    bias=bias,
+                    str(next(names)),
+                    bias=_bias(g, out_shape),
                     out_shape=out_shape,
                     scale=float(next(scales)),
                     flatten_before=flatten,
                     spiking=spiking,
-                    i_decay=arr("iDecay") if spiking else None,
-                    v_decay=arr("vDecay") if spiking else None,
-                    vth=arr("vThMant") if spiking else None,
+                    i_decay=_neuron_field(g, "iDecay", c) if spiking else None,
+                    v_decay=_neuron_field(g, "vDecay", c) if spiking else None,
+                    vth=_neuron_field(g, "vThMant", c) if spiking else None,
                     **KINDS[kind].read(g, shape),
                 )
                 flatten = False
-                layer.skips = _read_skips(Path(path), g, layer.name, lowered_of, layers)
-                validate_layer(Path(path), layer)
+                layer.skips = _read_skips(path, g, layer.name, lowered_of, layers)
+                validate_layer(path, layer)
                 lowered_of[i] = len(layers)
                 layers.append(layer)
                 shape = out_shape
-    except (KeyError, ValueError, StopIteration, OSError, IndexError) as exc:
-        raise UserError(f"'{path}' is damaged: {exc.__class__.__name__} while reading layers") from exc
-    net = LoweredNet(input_shape, int(meta["num_steps"]), layers, meta["class_names"])
+    except (KeyError, ValueError, TypeError, StopIteration, OSError, IndexError, OverflowError) as exc:
+        first_line = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
+        raise UserError(f"'{path}' is damaged: {first_line}") from exc
+    if len(input_shape) != 3:
+        raise UserError(f"'{path}' input shape {input_shape} is not (C, H, W)")
+    readout = layers[-1].out_shape
+    if readout != (len(meta["class_names"]),):
+        raise UserError(
+            f"'{path}' names {len(meta['class_names'])} classes but its read-out has shape {readout}"
+        )
+    net = LoweredNet(input_shape, meta["num_steps"], layers, meta["class_names"])
     return net, meta

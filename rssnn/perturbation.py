@@ -86,8 +86,8 @@ def parse_attacks(text: str) -> list[AttackSpec]:
                 specs.append(AttackSpec("clean", text=item))
                 continue
             eps = parse_fraction(parts[1]) if len(parts) > 1 else None
-            if eps is None or eps < 0:
-                raise ValueError("a budget >= 0 is required, e.g. 8/255")
+            if eps is None or not 0 <= eps <= 1:
+                raise ValueError("a budget in [0, 1] pixel units is required, e.g. 8/255")
             if kind in ("gn", "fgsm", "ensemble"):
                 if len(parts) != 2:
                     raise ValueError(f"{kind} takes one parameter")
@@ -106,8 +106,8 @@ def parse_attacks(text: str) -> list[AttackSpec]:
                 if steps < 1:
                     raise ValueError("steps must be >= 1")
                 alpha = parse_fraction(parts[3]) if len(parts) == 4 else default_pgd_alpha(eps, steps)
-                if alpha <= 0:
-                    raise ValueError("the step size must be > 0")
+                if not 0 < alpha <= 1:
+                    raise ValueError("the step size must be in (0, 1], e.g. 2/255")
                 specs.append(AttackSpec("pgd", eps, steps, alpha, text=item))
             else:
                 if len(parts) not in (2, 3):

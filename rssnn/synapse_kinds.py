@@ -25,6 +25,30 @@ import numpy as np
 from rssnn.errors import UserError
 
 
+def read_integers(
+    group: h5py.Group, name: str, shape: tuple[int, ...] | None = None, ndim: int | None = None
+) -> np.ndarray:
+    """An integer-valued dataset of a NetX group as int64, its declared dtype and shape checked
+    before it is read (ValueError, which the file reader reports as damage): integer or float
+    holding whole numbers only; not complex, text or fractional."""
+    if name not in group:
+        raise ValueError(f"{group.name}/{name} is missing")
+    dset = group[name]
+    if not isinstance(dset, h5py.Dataset) or dset.dtype.kind not in "iuf":
+        raise ValueError(f"{group.name}/{name} is not a numeric dataset ({getattr(dset, 'dtype', '?')})")
+    if shape is not None and tuple(dset.shape) != tuple(shape):
+        raise ValueError(f"{group.name}/{name} has shape {dset.shape}, expected {tuple(shape)}")
+    if ndim is not None and len(dset.shape) != ndim:
+        raise ValueError(f"{group.name}/{name} has {len(dset.shape)} dimensions, expected {ndim}")
+    values = np.asarray(dset[()])
+    if values.dtype.kind == "f":
+        if not np.all(np.isfinite(values)) or np.any(values != np.rint(values)):
+            raise ValueError(f"{group.name}/{name} holds fractional or non-finite values")
+        if values.size and np.abs(values).max() >= 2.0**62:
+            raise ValueError(f"{group.name}/{name} holds values beyond 64-bit integers")
+    return values.astype(np.int64)
+
+
 def conv_output_shape(
     in_shape: tuple[int, ...],
     weight_shape: tuple[int, ...],
@@ -67,11 +91,22 @@ class ConvKind:
         group.create_dataset("weight", data=syn.weight.astype(np.float32))
 
     def read(self, group: h5py.Group, in_shape: tuple[int, ...]) -> dict[str, Any]:
+        stride = tuple(int(x) for x in read_integers(group, "stride", (2,)))
+        padding = tuple(int(x) for x in read_integers(group, "padding", (2,)))
+        if len(in_shape) != 3 or min(stride) < 1 or min(padding) < 0:
+            raise ValueError(f"{group.name}: stride {stride} / padding {padding} on input {in_shape}")
+        shape = group["weight"].shape if "weight" in group else ()
+        if (
+            len(shape) != 4
+            or shape[1] != in_shape[0]
+            or any(k < 1 or k > n + 2 * p for k, n, p in zip(shape[2:], in_shape[1:], padding))
+        ):
+            raise ValueError(f"{group.name}/weight shape {shape} does not fit the input {tuple(in_shape)}")
         return dict(
-            weight=np.asarray(group["weight"][()]).astype(np.int64),
+            weight=read_integers(group, "weight", shape),
             in_shape=tuple(in_shape),
-            stride=tuple(int(x) for x in group["stride"][()]),
-            padding=tuple(int(x) for x in group["padding"][()]),
+            stride=stride,
+            padding=padding,
         )
 
     def lava_input(self, x: np.ndarray) -> np.ndarray:
@@ -100,9 +135,11 @@ class DenseKind:
         group.create_dataset("weight", data=syn.weight.astype(np.float32))
 
     def read(self, group: h5py.Group, in_shape: tuple[int, ...]) -> dict[str, Any]:
-        return dict(
-            weight=np.asarray(group["weight"][()]).astype(np.int64), in_shape=(int(np.prod(in_shape)),)
-        )
+        features = int(np.prod(in_shape))
+        shape = group["weight"].shape if "weight" in group else ()
+        if len(shape) != 2 or shape[1] != features:
+            raise ValueError(f"{group.name}/weight shape {shape} does not fit {features} inputs")
+        return dict(weight=read_integers(group, "weight", shape), in_shape=(features,))
 
     def lava_input(self, x: np.ndarray) -> np.ndarray:
         return x.reshape(len(x), -1)  # flattened in (C, H, W) order, as NetX expects

@@ -219,5 +219,5 @@ def test_cli_exports_verifies_and_reports(cifar_root, tiny_run, tmp_path):
     assert report["quantisation"]["images"] == 100  # --accuracy-images default, val has 100
     meta = netx_file.read_metadata(out)
     assert meta["source_checkpoint_sha256"] and meta["num_steps"] == 2
-    assert json.loads(meta["training_config"])["train_limit"] == 200
+    assert meta["training_config"]["train_limit"] == 200
     # Bad input (one line, exit 2, nothing left): test_safety, in-process.

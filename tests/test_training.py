@@ -137,7 +137,7 @@ def test_resume_after_kill_continues_the_same_run(cifar_root, tmp_path):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--sigma=-1/255"], "--sigma must be >= 0"),
+        (["--sigma=-1/255"], "--sigma must be in [0, 1]"),
         (["--eps", "eight"], "is not a number or a fraction"),
         (["--leak", "1.5"], "--leak must be in (0, 1]"),
         (["--timesteps", "0"], "--timesteps must be >= 1"),

@@ -4,14 +4,18 @@ A checkpoint holds the model's constructor arguments, its state dict, the traini
 (optimiser, schedule, epoch, batch, RNG states), the run configuration and the class names:
 enough to rebuild the model without the training command line (architecture.md contract).
 
-Loading never executes code from the file: ``torch.load(weights_only=True)`` admits tensors
-and plain data (dict, list, str, numbers) only, which is all a checkpoint of ours holds. A file
-that needs more (an old or foreign pickle) is refused; :func:`migrate` converts one the user
+Loading never executes code from the file: :mod:`rssnn.torch_archive` first checks that the
+file is a plain ``torch.save`` zip (a TorchScript archive would reach ``torch.jit.load`` and run
+its code even under ``weights_only=True`` on torch < 2.6, CVE-2025-32434), then
+``torch.load(weights_only=True)`` reads those same bytes, admitting tensors and plain data
+(dict, list, str, numbers) only, which is all a checkpoint of ours holds. A file that needs more
+(an old or foreign pickle) is refused; :func:`migrate` converts one the user
 trusts, and only when asked to explicitly (``rssnn migrate-checkpoint --trust``).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 from pathlib import Path
@@ -22,6 +26,7 @@ from torch import nn
 
 from rssnn.atomic import atomic_write_bytes, file_sha256  # noqa: F401  (re-exported for callers)
 from rssnn.errors import UserError
+from rssnn.torch_archive import read_state_archive
 from rssnn.train.models import build_model
 from rssnn.train.neurons import NeuronConfig
 
@@ -32,16 +37,19 @@ VERSION = 1
 def save(path: str | Path, payload: dict[str, Any]) -> None:
     """Write a checkpoint dict atomically (adds the format tag and version)."""
     payload = dict(payload, format=FORMAT, version=VERSION)
-    atomic_write_bytes(path, lambda fh: torch.save(payload, fh))
+    # Serialised in memory first: a full disk then fails in our write (one line, no partial
+    # file), not inside torch's zip writer (a RuntimeError with a traceback).
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, lambda fh: fh.write(buffer.getbuffer()))
 
 
 def load(path: str | Path) -> dict[str, Any]:
     """Read and validate a checkpoint; any problem becomes a one-line :class:`UserError`."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint '{path}' does not exist")
+    data = read_state_archive(path)  # refuses TorchScript and anything but a plain archive
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "Unsupported class" not in str(exc) and "Unsupported global" not in str(exc):
             raise UserError(
@@ -97,7 +105,7 @@ def migrate(src: str | Path, dst: str | Path) -> None:
         raise UserError(f"checkpoint '{src}' cannot be read ({exc.__class__.__name__})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"'{src}' is not an rssnn-lava checkpoint (written by another program)")
-    atomic_write_bytes(dst, lambda fh: torch.save(plain(ckpt), fh))
+    save(dst, plain(ckpt))
     load(dst)  # the migrated file must load safely, or it is an error
 
 

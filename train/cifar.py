@@ -201,18 +201,37 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def refuse_changed_flags(cfg: TrainConfig, stored: dict[str, Any], path: Path) -> None:
-    """One line naming every flag that differs from the run being resumed (a UserError)."""
+def given_flags(argv: list[str] | None) -> set[str]:
+    """The destinations of the flags written on the command line (not left at their default)."""
+    ap = build_parser()
+    for action in ap._actions:  # argparse's documented SUPPRESS idiom: unset flags stay absent
+        action.default = argparse.SUPPRESS
+    return set(vars(ap.parse_args(argv)))
+
+
+def refuse_changed_flags(
+    cfg: TrainConfig, stored: dict[str, Any], path: Path, given: set[str] | None = None
+) -> None:
+    """One line naming every flag that differs from the run being resumed (a UserError); the
+    advice depends on whether the user wrote those flags or they came from this version's
+    defaults (``given``: the flags on the command line; None: unknown)."""
     from rssnn.errors import UserError
 
     changed = cfg.changed_flags(stored)
-    if changed:
-        mine = cfg.to_dict()
-        detail = ", ".join(f"--{k.replace('_', '-')} {stored[k]!r} -> {mine[k]!r}" for k in changed)
-        raise UserError(
-            f"--resume of '{path}' with changed flags ({detail}): a resumed run keeps its "
-            "configuration; drop those flags or start a new run with another --out"
-        )
+    if not changed:
+        return
+    mine = cfg.to_dict()
+    detail = ", ".join(f"--{k.replace('_', '-')} {stored[k]!r} -> {mine[k]!r}" for k in changed)
+    written = [k for k in changed if given is None or k in given]
+    if written:
+        advice = "drop those flags or start a new run with another --out"
+    else:  # the user wrote none of them: the defaults differ from the stored run's flags
+        repeat = " ".join(f"--{k.replace('_', '-')} {stored[k]}" for k in changed)
+        advice = f"add the run's own values ({repeat}) or start a new run with another --out"
+    raise UserError(
+        f"--resume of '{path}' with changed flags ({detail}): a resumed run keeps its "
+        f"configuration; {advice}"
+    )
 
 
 def _environment() -> dict[str, Any]:
@@ -242,9 +261,11 @@ def _environment() -> dict[str, Any]:
     )
 
 
-def run(cfg: TrainConfig) -> dict[str, Any]:
+def run(cfg: TrainConfig, given: set[str] | None = None) -> dict[str, Any]:
+    """Train; ``given`` (the flags on the command line) only shapes a resume refusal's advice."""
     import torch
 
+    from rssnn.atomic import atomic_write_text, check_output_folder
     from rssnn.errors import UserError
     from rssnn.train import checkpoint, data, plots
     from rssnn.train.engine import Trainer
@@ -254,6 +275,15 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda but no CUDA device is available; use --device cpu")
     device = torch.device("cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    # Everything that can refuse the run is checked before the data is read (4 s, 1 GB).
+    out = check_output_folder(cfg.out)
+    resume_ckpt = None
+    if cfg.resume:
+        path = out / "last.pt" if cfg.resume == "auto" else Path(cfg.resume)
+        resume_ckpt = checkpoint.load(path)
+        refuse_changed_flags(cfg, resume_ckpt.get("config", {}), path, given)
+    elif (out / "last.pt").exists():
+        raise UserError(f"'{out}' already holds a run; add --resume to continue it or choose another --out")
     root = cfg.data_root or str(data.DEFAULT_DATA_ROOT)
     if cfg.download:
         data.download(root, cfg.dataset)
@@ -273,22 +303,12 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         cfg.model, cfg.timesteps, len(train_split.class_names), cfg.dataset, cfg.width, neuron
     )
     model = checkpoint.build_from_spec(spec)
-    out = Path(cfg.out)
-    resume_ckpt = None
-    if cfg.resume:
-        path = out / "last.pt" if cfg.resume == "auto" else Path(cfg.resume)
-        resume_ckpt = checkpoint.load(path)
-        refuse_changed_flags(cfg, resume_ckpt.get("config", {}), path)
     trainer = Trainer(cfg, model, train_split, val_split, device, spec)
     if resume_ckpt is not None:
         trainer.resume_from(resume_ckpt, path)
         print(f"resuming {path}: epoch {trainer.epoch + 1}, batch {trainer.batch_in_epoch}")
-    elif (out / "last.pt").exists():
-        raise UserError(
-            f"'{out}' already holds a run; add --resume to continue it or choose " "another --out"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(
+    atomic_write_text(
+        out / "config.json",
         json.dumps(
             dict(
                 config=cfg.to_dict(),
@@ -301,7 +321,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             ),
             indent=2,
             default=str,
-        )
+        ),
     )
     print(
         f"training {cfg.model} ({cfg.neuron}, T={cfg.timesteps}) on "
@@ -328,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     return run_cli(
-        lambda: run(TrainConfig.from_args(args)),
+        lambda: run(TrainConfig.from_args(args), given_flags(argv)),
         interrupted="the last checkpoint is kept (resume with --resume)",
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,9 +124,13 @@ class TrainConfig:
         return cfg
 
     def validate(self) -> None:
+        for f in dataclasses.fields(self):  # inf and nan pass every comparison below wrongly
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
         checks = [
-            (self.sigma >= 0, f"--sigma must be >= 0, got {self.sigma:g}"),
-            (self.eps >= 0, f"--eps must be >= 0, got {self.eps:g}"),
+            (0 <= self.sigma <= 1, f"--sigma must be in [0, 1] (pixel units), got {self.sigma:g}"),
+            (0 <= self.eps <= 1, f"--eps must be in [0, 1] (pixel units), got {self.eps:g}"),
             (0 < self.leak <= 1, f"--leak must be in (0, 1], got {self.leak:g}"),
             (self.threshold > 0, f"--threshold must be > 0, got {self.threshold:g}"),
             (self.timesteps >= 1, f"--timesteps must be >= 1, got {self.timesteps}"),
@@ -137,7 +142,7 @@ class TrainConfig:
             (self.surrogate_width > 0, "--surrogate-width must be > 0"),
             (self.width >= 1, f"--width must be >= 1, got {self.width}"),
             (self.pgd_steps >= 1, f"--pgd-steps must be >= 1, got {self.pgd_steps}"),
-            (self.pgd_alpha > 0, f"--pgd-alpha must be > 0, got {self.pgd_alpha:g}"),
+            (0 < self.pgd_alpha <= 1, f"--pgd-alpha must be in (0, 1], got {self.pgd_alpha:g}"),
             (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum:g}"),
             (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay:g}"),
             (self.neuron_lr_scale >= 0, f"--neuron-lr-scale must be >= 0, got {self.neuron_lr_scale:g}"),

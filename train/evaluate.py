@@ -71,24 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def ensure_writable(out: Path) -> None:
-    """Fail now, with one line, if the results file cannot be written (not after the attacks)."""
-    import tempfile
-
-    from rssnn.errors import UserError
-
-    if out.is_dir():
-        raise UserError(f"--out '{out}' is a folder; give a file name such as results.json")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
-            pass
-    except OSError as exc:
-        raise UserError(
-            f"cannot write results to '{out}' ({exc.strerror or exc}); choose another --out"
-        ) from exc
-
-
 def _load_model(path: str, device):
     from rssnn.train import checkpoint
 
@@ -279,17 +261,22 @@ def markdown_table(rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> 
     return "\n".join(lines) + "\n"
 
 
+PLOT_FILES = ("acc_vs_eps.png", "acc_vs_sigma.png", "mppd_per_layer.png")  # beside --out
+
+
 def plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from rssnn.atomic import atomic_save_figure
+
     written = []
     white = [r for r in rows if not r["transfer"]]
     for kind, fname, xlabel in (
-        ("pgd", "acc_vs_eps.png", "PGD eps (/255)"),
-        ("gn", "acc_vs_sigma.png", "Gaussian sigma (/255)"),
+        ("pgd", PLOT_FILES[0], "PGD eps (/255)"),
+        ("gn", PLOT_FILES[1], "Gaussian sigma (/255)"),
     ):
         sel = [r for r in white if r["kind"] == kind]
         if not sel:
@@ -302,7 +289,7 @@ def plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
         ax.legend(fontsize=8)
         fig.tight_layout()
         path = out.parent / fname
-        fig.savefig(path, dpi=110)
+        atomic_save_figure(fig, path, dpi=110)
         plt.close(fig)
         written.append(path)
     attacked = [r for r in white if r["mppd"]]
@@ -315,8 +302,8 @@ def plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
         ax.set(ylabel="mean eps^2 (reset-free MPPD)", yscale="log", title="MPPD per layer")
         ax.legend(fontsize=6, ncol=2)
         fig.tight_layout()
-        path = out.parent / "mppd_per_layer.png"
-        fig.savefig(path, dpi=110)
+        path = out.parent / PLOT_FILES[2]
+        atomic_save_figure(fig, path, dpi=110)
         plt.close(fig)
         written.append(path)
     return written
@@ -325,6 +312,7 @@ def plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from rssnn.atomic import check_output_file
     from rssnn.errors import UserError
     from rssnn.train import data
     from rssnn.train.attacks import parse_attacks
@@ -352,7 +340,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not ok:
             raise UserError(msg)
     out = Path(args.out)
-    ensure_writable(out)  # before any attack runs, not after
+    for path in (out, out.with_suffix(".md"), *(out.parent / name for name in PLOT_FILES)):
+        check_output_file(path)  # before any attack runs, not after
     device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
     model, ckpt = _load_model(args.checkpoint, device)
     source = _load_model(args.transfer_checkpoint, device)[0] if args.transfer_checkpoint else None

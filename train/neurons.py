@@ -28,6 +28,7 @@ from torch import nn
 
 from rssnn import dynamics
 from rssnn.neuron import FloatCuba
+from rssnn.signals import deferred_signals
 
 THRESHOLD_RANGE = (1.0 / 64, 64.0)  # float units; keeps vThMant positive and well in 17 bits
 
@@ -123,7 +124,8 @@ class _FusedDLIF(torch.autograd.Function):
         lk = leak.detach().float().expand(c).contiguous().numpy()
         th = threshold.detach().float().expand(c).contiguous().numpy()
         cl = current_leak.detach().float().expand(c).contiguous().numpy()
-        spikes, membrane = lif_kernels.dlif_forward(x2, num_steps, c, spatial, lk, th, cl)
+        with deferred_signals():  # a signal under numba's dispatcher crashes it (rssnn.signals)
+            spikes, membrane = lif_kernels.dlif_forward(x2, num_steps, c, spatial, lk, th, cl)
         out_shape = (*x.shape[:-1], num_steps)
         spikes_t = torch.from_numpy(spikes).view(out_shape)
         membrane_t = torch.from_numpy(membrane).view(out_shape)
@@ -160,20 +162,21 @@ class _FusedDLIF(torch.autograd.Function):
             else np.zeros((0, num_steps), np.float32)
         )
         m2 = membrane.reshape(-1, num_steps).numpy()
-        gx, g_leak, g_th, g_cl = lif_kernels.dlif_backward(
-            gs,
-            gm,
-            m2,
-            const,
-            c,
-            spatial,
-            lk,
-            th,
-            cl,
-            float(width),
-            bool(detach_reset),
-            bool(ctx.needs_input_grad[3]),
-        )
+        with deferred_signals():
+            gx, g_leak, g_th, g_cl = lif_kernels.dlif_backward(
+                gs,
+                gm,
+                m2,
+                const,
+                c,
+                spatial,
+                lk,
+                th,
+                cl,
+                float(width),
+                bool(detach_reset),
+                bool(ctx.needs_input_grad[3]),
+            )
         gx_t = torch.from_numpy(gx).view(*membrane.shape[:-1], 1 if const else num_steps)
 
         def per_param(g: np.ndarray, shape: torch.Size) -> torch.Tensor:

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from torch import nn  # noqa: E402
 
+from rssnn.atomic import atomic_save_figure  # noqa: E402
 from rssnn.train.models import spiking_layers  # noqa: E402
 
 
@@ -29,7 +30,7 @@ def training_curves(history: list[dict[str, Any]], path: Path) -> Path:
     ax3.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
     ax3.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -46,7 +47,7 @@ def learned_dynamics(model: nn.Module, initial: dict[str, float], path: Path) ->
         ax.set(title=f"learned {key} per layer", ylabel=key)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -64,6 +65,6 @@ def mppd_over_time(profile: dict[str, list[float]], sigma: float, path: Path) ->
     )
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
