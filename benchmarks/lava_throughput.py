@@ -24,7 +24,6 @@ from pathlib import Path
 
 import torch
 
-import rssnn  # noqa: F401  (Lava's multiprocessing setup first)
 from rssnn import netx_file
 from rssnn.export import lowering
 from rssnn.integer_forward import run_fixed

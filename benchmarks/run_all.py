@@ -18,8 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import rssnn  # noqa: F401  (Lava's multiprocessing setup first)
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 

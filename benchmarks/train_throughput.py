@@ -35,7 +35,7 @@ class _SlayerCuba(nn.Module):
 
     def __init__(self, num_steps: int):
         super().__init__()
-        from rssnn.lava_imports import slayer
+        from rssnn.train.slayer_import import slayer
 
         self.num_steps = num_steps
         self.neuron = slayer.neuron.cuba.Neuron(

@@ -37,8 +37,17 @@ from torch import nn
 from rssnn import dynamics
 from rssnn.errors import UserError
 from rssnn.lowered import PIXEL_LEVELS, LoweredLayer, LoweredNet, SkipSynapse
+from rssnn.neuron import LoihiCuba
 from rssnn.synapse_kinds import conv_output_shape
-from rssnn.train.models import AvgPool, ConvUnit, DenseUnit, Flatten, ResNet, SpikingNet
+from rssnn.train.models import (
+    AvgPool,
+    ConvUnit,
+    DenseUnit,
+    Flatten,
+    ResNet,
+    SpikingNet,
+    batchnorm_affine_of,
+)
 
 
 def _fold_bn(w: torch.Tensor, norm: nn.Module | None, bias: torch.Tensor | None):
@@ -48,8 +57,7 @@ def _fold_bn(w: torch.Tensor, norm: nn.Module | None, bias: torch.Tensor | None)
     if norm is None:
         b = bias.detach().double() if bias is not None else torch.zeros(out, dtype=torch.float64)
         return w, b
-    scale = norm.weight.detach().double() / torch.sqrt(norm.running_var.double() + norm.eps)
-    shift = norm.bias.detach().double() - norm.running_mean.double() * scale
+    scale, shift = batchnorm_affine_of(norm, torch.float64)
     return w * scale.view(-1, *([1] * (w.dim() - 1))), shift
 
 
@@ -138,9 +146,10 @@ def _quantise_weight(
     return q.clamp(lo, hi).to(torch.int64).numpy()
 
 
-def _neuron_ints(neuron, k: float) -> dict[str, np.ndarray]:
+def _loihi_neuron(neuron, k: float) -> LoihiCuba:
+    """A DLIF layer's neuron in integers, for weights of ``1/k`` float units per step."""
     params = neuron.loihi_params(1.0 / k)
-    return dict(i_decay=params["iDecay"], v_decay=params["vDecay"], vth=params["vThMant"])
+    return LoihiCuba(params["iDecay"], params["vDecay"], params["vThMant"])
 
 
 def _check_exportable(model: nn.Module) -> None:
@@ -157,22 +166,116 @@ def _check_exportable(model: nn.Module) -> None:
         )
 
 
-def _input_normalisation(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int]]:
-    """The model's per-channel mean and std [3] (float64) and the lowered input shape
-    (C + 1, H, W): the pixels plus the bias channel."""
+def _input_normalisation(model: nn.Module) -> _Input:
     mean = model.normalize.mean.detach().double().view(-1)
     std = model.normalize.std.detach().double().view(-1)
-    return mean, std, (len(mean) + 1, model.image_size, model.image_size)
+    return _Input(mean, std, (len(mean) + 1, model.image_size, model.image_size))
+
+
+@dataclass
+class _Term:
+    """One float synapse into a layer: conv weights [O, I, kh, kw] (float64) from the layer at
+    lowered index ``source`` (-1: the image, only as a first layer's own synapse)."""
+
+    source: int
+    weight: torch.Tensor
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+
+    def scaled(self, c: float) -> _Term:
+        return _Term(self.source, self.weight * c, self.stride, self.padding)
+
+
+@dataclass
+class _Input:
+    """The image side of the first layer: normalisation mean and std [3] (float64) and the
+    lowered input shape (C + 1, H, W), the pixels plus the bias channel."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    shape: tuple[int, int, int]
+
+
+def _lower_layer(
+    layers: list[LoweredLayer],
+    name: str,
+    kind: str,
+    own: _Term,
+    bias: torch.Tensor,
+    in_shape: tuple[int, ...],
+    image: _Input,
+    *,
+    norm: nn.Module | None = None,
+    neuron: nn.Module | None = None,
+    skips: list[_Term] = (),
+    flatten_before: bool = False,
+) -> LoweredLayer:
+    """The one seam from float synapses to a :class:`LoweredLayer` (every front end ends here).
+
+    ``own`` and ``skips`` carry float64 weights with BatchNorm already folded in, ``bias`` [O]
+    the folded shift. A first layer (none lowered yet) gets the input normalisation and its bias
+    folded onto the bias channel. One scale ``k`` serves all terms (the current bound covers
+    their sum); a term that rounds to zero at 8 bits is dropped with a warning (a residual
+    branch that its learned mixing switched off), and only all of them vanishing is fatal.
+    """
+    first = not layers
+    conv = kind == "conv"
+    w, input_max = own.weight, 1.0
+    if first:  # the bias moves onto the bias channel's weights
+        w = _fold_input(w, bias, image.mean, image.std, conv)
+        bias = torch.zeros_like(bias)
+        input_max = PIXEL_LEVELS
+    if not conv and w.shape[1] != in_shape[0]:
+        raise UserError(f"cannot export {name}: {w.shape[1]} inputs for {in_shape[0]} features")
+    rows = [w] + [t.weight for t in skips]
+    flat = torch.cat([r.reshape(r.shape[0], -1) for r in rows], 1)
+    th_max = neuron.clamped()[1].max().item() if neuron is not None else 1.0
+    k, limits = _choose_scale(flat, bias, th_max, _current_bound(flat, bias, input_max, norm))
+    quantised = [_quantise_weight(r, k, name, limits, required=False) for r in rows]
+    if not any(q.any() for q in quantised):
+        raise _vanished(name, limits)
+    for term, r, q in zip([own, *skips], rows, quantised):
+        if not q.any():
+            source = "the image" if term.source < 0 else layers[term.source].name
+            warnings.warn(
+                f"{name}: its synapse from {source} rounds to zero at 8 bits (largest weight "
+                f"{k * r.abs().max().item():.3f} integer steps, 1 needed); the term is dropped",
+                stacklevel=3,
+            )
+    geometry = dict(stride=own.stride, padding=own.padding) if conv else {}
+    out_shape = conv_output_shape(in_shape, w.shape, own.stride, own.padding) if conv else (w.shape[0],)
+    return LoweredLayer(
+        kind,
+        name,
+        quantised[0],
+        torch.round(bias * k).to(torch.int64).numpy(),
+        in_shape,
+        out_shape,
+        k,
+        flatten_before=flatten_before,
+        spiking=neuron is not None,
+        neuron=_loihi_neuron(neuron, k) if neuron is not None else None,
+        limits=limits,
+        skips=[
+            SkipSynapse(t.source, q, layers[t.source].out_shape, t.stride, t.padding)
+            for t, q in zip(skips, quantised[1:])
+        ],
+        **geometry,
+    )
 
 
 def lower(model: nn.Module, class_names: list[str]) -> LoweredNet:
     """Lower a :class:`SpikingNet` or :class:`ResNet` to integers; other models raise UserError."""
     _check_exportable(model)
     model = model.eval()
-    if isinstance(model, ResNet):
-        return _lower_resnet(model, class_names)
-    mean, std, input_shape = _input_normalisation(model)
-    shape: tuple[int, ...] = input_shape
+    image = _input_normalisation(model)
+    lower_body = _lower_resnet if isinstance(model, ResNet) else _lower_chain
+    return LoweredNet(image.shape, model.num_steps, lower_body(model, image), list(class_names))
+
+
+def _lower_chain(model: SpikingNet, image: _Input) -> list[LoweredLayer]:
+    """A feed-forward :class:`SpikingNet`: pooling and flattening fold into the next synapse."""
+    shape: tuple[int, ...] = image.shape
     layers: list[LoweredLayer] = []
     pending_pool = pending_flatten = False
     units = list(model.layers) + [model.readout]
@@ -188,13 +291,12 @@ def lower(model: nn.Module, class_names: list[str]) -> LoweredNet:
             continue
         if not isinstance(unit, ConvUnit | DenseUnit):
             raise UserError(f"cannot export layer {name} of type {type(unit).__name__}")
-        first = not layers
-        conv = isinstance(unit, ConvUnit)
-        if conv:
+        if isinstance(unit, ConvUnit):
             w, b = _fold_bn(unit.synapse.weight[..., 0], unit.norm, None)
             stride, padding = tuple(unit.synapse.stride[:2]), tuple(unit.synapse.padding[:2])
             if pending_pool:
                 w, stride, padding = _fold_pool_into_conv(w, stride, padding)
+            own, kind, in_shape, flatten = _Term(len(layers) - 1, w, stride, padding), "conv", shape, False
         else:
             w, b = _fold_bn(
                 unit.synapse.weight.reshape(unit.synapse.weight.shape[0], -1), unit.norm, unit.bias
@@ -202,59 +304,16 @@ def lower(model: nn.Module, class_names: list[str]) -> LoweredNet:
             if pending_pool:
                 c, hh, ww = shape
                 w = _fold_pool_into_dense(w, c, hh // 2, ww // 2)
+            own, kind, in_shape = _Term(len(layers) - 1, w), "dense", (int(np.prod(shape)),)
+            flatten, pending_flatten = pending_flatten, False
         pending_pool = False
-        input_max = 1.0
-        if first:  # the bias moves onto the bias channel's weights
-            w = _fold_input(w, b, mean, std, conv)
-            b = torch.zeros_like(b)
-            input_max = PIXEL_LEVELS
-        in_shape = shape if conv else (int(np.prod(shape)),)
-        if not conv and w.shape[1] != in_shape[0]:
-            raise UserError(f"cannot export {name}: {w.shape[1]} inputs for {in_shape[0]} " "features")
-        spiking = unit.neuron is not None
-        th_max = unit.neuron.clamped()[1].max().item() if spiking else 1.0
-        norm = getattr(unit, "norm", None)
-        k, limits = _choose_scale(w, b, th_max, _current_bound(w, b, input_max, norm))
-        if conv:
-            out_shape: tuple[int, ...] = conv_output_shape(shape, w.shape, stride, padding)
-            extra = dict(stride=stride, padding=padding)
-        else:
-            out_shape = (w.shape[0],)
-            extra = dict(flatten_before=pending_flatten)
-            pending_flatten = False
-        layer = LoweredLayer(
-            "conv" if conv else "dense",
-            name,
-            _quantise_weight(w, k, name, limits),
-            torch.round(b * k).to(torch.int64).numpy(),
-            in_shape,
-            out_shape,
-            k,
-            spiking=spiking,
-            limits=limits,
-            **(_neuron_ints(unit.neuron, k) if spiking else {}),
-            **extra,
-        )
+        layer = _lower_layer(
+            layers, name, kind, own, b, in_shape, image,
+            norm=getattr(unit, "norm", None), neuron=unit.neuron, flatten_before=flatten,
+        )  # fmt: skip
         layers.append(layer)
-        shape = out_shape
-    return LoweredNet(input_shape, model.num_steps, layers, list(class_names))
-
-
-@dataclass
-class _Term:
-    """One term of a residual stream: a conv synapse (float64, BN not yet folded) from a layer.
-
-    ``source`` indexes the lowered layers (-1: the normalised image, only as a first layer's
-    own synapse); ``weight`` [O, I, kh, kw] includes the residual mixing coefficients.
-    """
-
-    source: int
-    weight: torch.Tensor
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-
-    def scaled(self, c: float) -> _Term:
-        return _Term(self.source, self.weight * c, self.stride, self.padding)
+        shape = layer.out_shape
+    return layers
 
 
 def _conv_term(source: int, conv: nn.Module) -> _Term:
@@ -262,115 +321,65 @@ def _conv_term(source: int, conv: nn.Module) -> _Term:
     return _Term(source, w, tuple(conv.stride[:2]), tuple(conv.padding[:2]))
 
 
-def _lower_resnet(model: ResNet, class_names: list[str]) -> LoweredNet:
-    """Lower a pre-activation :class:`ResNet`: the analog residual stream becomes synapses.
+def _residual_layer(
+    layers: list[LoweredLayer], terms: list[_Term], norm: nn.Module, neuron: nn.Module, name: str, image
+) -> int:
+    """A neuron reading the residual stream ``BN(sum of terms)``: BN's scale folds into every
+    term, its shift into the bias; the term from the previous layer is the layer's own synapse,
+    the others become skips. Returns the new layer's index."""
+    here = len(layers)
+    own = [i for i, t in enumerate(terms) if t.source == here - 1]
+    if len(own) != 1 or any(u.source < 0 for i, u in enumerate(terms) if i != own[0]):
+        raise UserError(
+            f"cannot export {name}: its input must be one synapse from the previous layer "
+            "plus skips from spiking layers (an identity shortcut around the stem is not)"
+        )
+    scale, b = batchnorm_affine_of(norm, torch.float64)
+    folded = [_Term(t.source, t.weight * scale.view(-1, 1, 1, 1), t.stride, t.padding) for t in terms]
+    in_shape = image.shape if here == 0 else layers[here - 1].out_shape
+    skips = [t for i, t in enumerate(folded) if i != own[0]]
+    layers.append(
+        _lower_layer(
+            layers, name, "conv", folded[own[0]], b, in_shape, image, norm=norm, neuron=neuron, skips=skips
+        )  # fmt: skip
+    )
+    return here
+
+
+def _lower_resnet(model: ResNet, image: _Input) -> list[LoweredLayer]:
+    """A pre-activation :class:`ResNet`: the analog residual stream becomes synapses.
 
     Every neuron that reads the stream ``x`` sees ``BN(x) = a (sum_i c_i conv_i(s_i)) + b``,
     a sum of conv synapses from earlier spiking layers ``s_i`` (mixing coefficients ``c_i``
-    products of the blocks' ``mix``, identity shortcuts unrolled), with BN's scale folded
-    into every term and its shift into the neuron's bias. The term from the previous layer is
-    the layer's own synapse; the others become :class:`SkipSynapse` inputs. All terms share
-    the layer's scale ``k``; the current bound covers their sum. The stem (no neuron) is the
-    first layer's own synapse on the image, with the normalisation folded in as for a plain
-    first layer. Global average pooling folds into the read-out (weights / (H W)).
+    products of the blocks' ``mix``, identity shortcuts unrolled); :func:`_residual_layer` folds
+    BN and lowers it. The stem (no neuron) is the first layer's own synapse on the image.
+    Global average pooling folds into the read-out (weights / (H W)).
     """
-    mean, std, input_shape = _input_normalisation(model)
     layers: list[LoweredLayer] = []
-
-    def neuron_layer(terms: list[_Term], norm: nn.Module, neuron, name: str) -> int:
-        here = len(layers)
-        own = [i for i, t in enumerate(terms) if t.source == here - 1]
-        if len(own) != 1 or any(u.source < 0 for i, u in enumerate(terms) if i != own[0]):
-            raise UserError(
-                f"cannot export {name}: its input must be one synapse from the previous layer "
-                "plus skips from spiking layers (an identity shortcut around the stem is not)"
-            )
-        scale = norm.weight.detach().double() / torch.sqrt(norm.running_var.double() + norm.eps)
-        b = norm.bias.detach().double() - norm.running_mean.double() * scale
-        t = terms[own[0]]
-        w_own = t.weight * scale.view(-1, 1, 1, 1)
-        others = [(u, u.weight * scale.view(-1, 1, 1, 1)) for i, u in enumerate(terms) if i != own[0]]
-        input_max = 1.0
-        if here == 0:  # the stem: normalisation and bias fold onto the bias channel
-            w_own = _fold_input(w_own, b, mean, std, conv=True)
-            b = torch.zeros_like(b)
-            input_max = PIXEL_LEVELS
-        rows = [w_own] + [w for _, w in others]
-        flat = torch.cat([r.reshape(r.shape[0], -1) for r in rows], 1)
-        bound = _current_bound(flat, b, input_max, norm)
-        k, limits = _choose_scale(flat, b, neuron.clamped()[1].max().item(), bound)
-        in_shape = input_shape if here == 0 else layers[here - 1].out_shape
-        # A residual layer's input is the sum of its terms: one term may round to zero (a block
-        # whose learned mixing switched its branch off); only all of them vanishing is fatal.
-        q_own = _quantise_weight(w_own, k, name, limits, required=False)
-        q_others = [_quantise_weight(w, k, name, limits, required=False) for _, w in others]
-        if not any(q.any() for q in [q_own, *q_others]):
-            raise _vanished(name, limits)
-        for (u, w), q in [((t, w_own), q_own), *zip(others, q_others)]:
-            if not q.any():
-                source = "the image" if u.source < 0 else layers[u.source].name
-                warnings.warn(
-                    f"{name}: its synapse from {source} rounds to zero at 8 bits (largest "
-                    f"weight {k * w.abs().max().item():.3f} integer steps, 1 needed); the term "
-                    "is dropped",
-                    stacklevel=2,
-                )
-        skips = [
-            SkipSynapse(
-                source=u.source,
-                weight=q,
-                in_shape=layers[u.source].out_shape,
-                stride=u.stride,
-                padding=u.padding,
-            )
-            for (u, _), q in zip(others, q_others)
-        ]
-        layers.append(
-            LoweredLayer(
-                "conv",
-                name,
-                q_own,
-                torch.round(b * k).to(torch.int64).numpy(),
-                in_shape,
-                conv_output_shape(in_shape, w_own.shape, t.stride, t.padding),
-                k,
-                stride=t.stride,
-                padding=t.padding,
-                limits=limits,
-                skips=skips,
-                **_neuron_ints(neuron, k),
-            )
-        )
-        return here
-
     stream = [_conv_term(-1, model.stem)]
     for i, block in enumerate(model.blocks):
-        first = neuron_layer(stream, block.norm1, block.neuron1, f"blocks.{i}.neuron1")
-        second = neuron_layer(
-            [_conv_term(first, block.conv1)], block.norm2, block.neuron2, f"blocks.{i}.neuron2"
+        first = _residual_layer(layers, stream, block.norm1, block.neuron1, f"blocks.{i}.neuron1", image)
+        second = _residual_layer(
+            layers, [_conv_term(first, block.conv1)], block.norm2, block.neuron2, f"blocks.{i}.neuron2", image
         )
         c0, c1 = (float(c) for c in block.mix.detach())
         short = [_conv_term(first, block.shortcut)] if block.shortcut is not None else stream
         stream = [t.scaled(c0) for t in short] + [_conv_term(second, block.conv2).scaled(c1)]
-    last = neuron_layer(stream, model.norm, model.neuron, "neuron")
+    last = _residual_layer(layers, stream, model.norm, model.neuron, "neuron", image)
     c, h, wd = layers[last].out_shape
     readout = model.readout
     w = readout.synapse.weight.detach().double().reshape(readout.synapse.weight.shape[0], c)
     w = (w[:, :, None] / (h * wd)).expand(-1, -1, h * wd).reshape(w.shape[0], -1)  # pool folded
-    b = readout.bias.detach().double()
-    k, limits = _choose_scale(w, b, 1.0, _current_bound(w, b, 1.0, None))
     layers.append(
-        LoweredLayer(
-            "dense",
+        _lower_layer(
+            layers,
             "readout",
-            _quantise_weight(w, k, "readout", limits),
-            torch.round(b * k).to(torch.int64).numpy(),
+            "dense",
+            _Term(last, w),
+            readout.bias.detach().double(),
             (c * h * wd,),
-            (w.shape[0],),
-            k,
+            image,
             flatten_before=True,
-            spiking=False,
-            limits=limits,
-        )
+        )  # fmt: skip
     )
-    return LoweredNet(input_shape, model.num_steps, layers, list(class_names))
+    return layers

@@ -23,7 +23,14 @@ import torch
 
 from rssnn.integer_forward import run_fixed
 from rssnn.lava_guard import cleanup_on_exit, import_lava_runtime, run_steps, stop
-from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredNet, encode_input
+from rssnn.lowered import (
+    INPUT_MESSAGE_BITS,
+    LoweredNet,
+    encode_input,
+    first_step,
+    readout_logits,
+    steps_to_run,
+)
 from rssnn.synapse_kinds import kind_of
 
 
@@ -49,16 +56,16 @@ def run_lava(
     from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
     from lava.proc.io.source import RingBuffer
 
-    steps_per_image = net.num_steps
+    num_steps = net.num_steps
     n = pixels.shape[0]
     spiking = [layer for layer in net.layers if layer.spiking]
-    total = n * steps_per_image + len(spiking) + 1
+    total = steps_to_run(n, num_steps, len(spiking) - 1)  # the last spiking layer's windows
     frames = kind_of(net.layers[0].kind).lava_input(encode_input(pixels).astype(np.int32))
-    data = np.repeat(frames[..., None], steps_per_image, axis=-1)  # N, W, H, C, T
+    data = np.repeat(frames[..., None], num_steps, axis=-1)  # N, W, H, C, T
     data = np.concatenate(
         [
             np.moveaxis(data, 0, -2).reshape(*frames.shape[1:], -1),
-            np.zeros((*frames.shape[1:], len(spiking) + 2), np.int32),
+            np.zeros((*frames.shape[1:], first_step(len(spiking))), np.int32),  # drain frames
         ],
         -1,
     )
@@ -74,7 +81,7 @@ def run_lava(
         lava_net = netx_hdf5.Network(
             net_config=str(path),
             input_message_bits=INPUT_MESSAGE_BITS,
-            reset_interval=steps_per_image,
+            reset_interval=num_steps,
             reset_offset=1,
         )
         source.s_out.connect(lava_net.inp)
@@ -108,17 +115,15 @@ def run_lava(
     run_s = time.perf_counter() - t_run
     spikes = []
     for k, rec in enumerate(recorded):
-        start = 1 + k
-        windows = np.stack(
-            [rec[..., start + i * steps_per_image : start + (i + 1) * steps_per_image] for i in range(n)]
-        )
+        start = first_step(k) - 1  # recorded[..., i] holds Lava step i + 1
+        windows = np.stack([rec[..., start + i * num_steps : start + (i + 1) * num_steps] for i in range(n)])
         if windows.ndim == 5:  # N, W, H, C, T -> N, C, H, W, T
             windows = windows.transpose(0, 3, 2, 1, 4)
         spikes.append(windows.copy())
     readout = net.layers[-1]
-    last = spikes[-1].reshape(n, -1, steps_per_image).astype(np.float64)
-    logits = np.rint(np.einsum("oi,nit->no", readout.weight.astype(np.float64), last)).astype(np.int64)
-    logits = logits + steps_per_image * np.asarray(readout.bias, dtype=np.int64).reshape(1, -1)
+    last = spikes[-1].reshape(n, -1, num_steps).astype(np.float64)
+    summed = np.einsum("oi,nit->no", readout.weight.astype(np.float64), last)
+    logits = readout_logits(summed, readout.bias, num_steps)
     return dict(spikes=spikes, logits=logits, build_s=build_s, run_s=run_s, steps=total)
 
 

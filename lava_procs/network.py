@@ -24,8 +24,6 @@ from rssnn.lava_procs.dlif.process import DLIF
 from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet, SkipSynapse
 from rssnn.neuron import LoihiCuba
 
-FIRST_LAYER_DELAY = 2  # source step + first synapse
-
 
 def lava_order(shape: tuple[int, ...]) -> tuple[int, ...]:
     """(C, H, W) -> Lava's (x, y, c) = (W, H, C); (F,) stays."""
@@ -54,16 +52,19 @@ def _conv_args(syn: LoweredLayer | SkipSynapse) -> dict[str, Any]:
 
 
 def _conv_block(layer: LoweredLayer, input_shape: tuple[int, ...], **block: Any) -> Any:
-    from rssnn.lava_procs.netx_blocks import Conv
+    from rssnn.lava_procs import netx_blocks
 
-    return Conv(input_shape=input_shape, **block, **_conv_args(layer))
+    return netx_blocks.load().Conv(input_shape=input_shape, **block, **_conv_args(layer))
 
 
 def _dense_block(layer: LoweredLayer, input_shape: tuple[int, ...] | None, **block: Any) -> Any:
-    from rssnn.lava_procs.netx_blocks import Dense, optimize_weight_bits
+    from rssnn.lava_procs import netx_blocks
 
-    weight, bits, exponent, sign_mode = optimize_weight_bits(layer.weight.astype(np.float64))
-    return Dense(weight=weight, num_weight_bits=bits, weight_exponent=exponent, sign_mode=sign_mode, **block)
+    netx = netx_blocks.load()
+    weight, bits, exponent, sign_mode = netx.optimize_weight_bits(layer.weight.astype(np.float64))
+    return netx.Dense(
+        weight=weight, num_weight_bits=bits, weight_exponent=exponent, sign_mode=sign_mode, **block
+    )
 
 
 # Lava's half of each synapse kind of rssnn.synapse_kinds: a NetX block (synapse + neuron).
@@ -122,7 +123,7 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
         params = dict(
             i_decay=_per_neuron(neuron.i_decay, shape[-1:]),
             v_decay=_per_neuron(neuron.v_decay, shape[-1:]),
-            vth=_per_neuron(neuron.vth_mant, shape[-1:]),
+            vth_mant=_per_neuron(neuron.vth_mant, shape[-1:]),
         )
         neuron_params = dict(
             neuron_proc=DLIF,

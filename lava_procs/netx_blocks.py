@@ -6,7 +6,8 @@ needs, ``netx.blocks`` (synapse + neuron block processes and their models) and
 ``netx.utils.optimize_weight_bits``, import only Lava, numpy, h5py and scipy. So the package is
 registered without running its ``__init__`` (unless something imported it already), and those
 modules load from their files; code that wants the stock loader imports ``netx.hdf5`` by name
-(export/verify.py does). Nothing of lava-dl is copied or patched.
+(export/verify.py does). Nothing of lava-dl is copied or patched. Importing this module changes
+nothing: :func:`load` registers the package, when the network builder first needs a block.
 """
 
 from __future__ import annotations
@@ -19,18 +20,17 @@ from pathlib import Path
 NETX = "lava.lib.dl.netx"
 
 
-def _netx_package() -> None:
-    if NETX in sys.modules:
-        return
-    dl = importlib.import_module("lava.lib.dl")  # a namespace package
-    package = types.ModuleType(NETX)
-    package.__path__ = [str(Path(p) / "netx") for p in dl.__path__ if (Path(p) / "netx").is_dir()]
-    package.__package__ = NETX
-    sys.modules[NETX] = package
-
-
-_netx_package()
-from lava.lib.dl.netx.blocks.process import Conv, Dense  # noqa: E402
-from lava.lib.dl.netx.utils import optimize_weight_bits  # noqa: E402
-
-__all__ = ["Conv", "Dense", "optimize_weight_bits"]
+def load() -> types.SimpleNamespace:
+    """NetX's ``Conv`` and ``Dense`` block processes and ``optimize_weight_bits``, with
+    ``lava.lib.dl.netx`` registered as a bare package first (its ``__init__`` imports torch)."""
+    if NETX not in sys.modules:
+        dl = importlib.import_module("lava.lib.dl")  # a namespace package
+        package = types.ModuleType(NETX)
+        package.__path__ = [str(Path(p) / "netx") for p in dl.__path__ if (Path(p) / "netx").is_dir()]
+        package.__package__ = NETX
+        sys.modules[NETX] = package
+    blocks = importlib.import_module(f"{NETX}.blocks.process")
+    utils = importlib.import_module(f"{NETX}.utils")
+    return types.SimpleNamespace(
+        Conv=blocks.Conv, Dense=blocks.Dense, optimize_weight_bits=utils.optimize_weight_bits
+    )

@@ -21,8 +21,8 @@ from rssnn import dynamics
 from rssnn.lava_guard import run_steps, stop
 from rssnn.lava_procs.io.process import ClassDecoder, ImageEncoder
 from rssnn.lava_procs.monitor.process import MembranePerturbationMonitor
-from rssnn.lava_procs.network import FIRST_LAYER_DELAY, LavaNetwork, build
-from rssnn.lowered import LoweredNet, encode_input
+from rssnn.lava_procs.network import LavaNetwork, build
+from rssnn.lowered import LoweredNet, encode_input, first_step, steps_to_run
 from rssnn.synapse_kinds import kind_of
 
 
@@ -44,8 +44,7 @@ class PairGraph:
     @property
     def total_steps(self) -> int:
         """Steps until the read-out has seen the last image's whole window."""
-        readout_delay = FIRST_LAYER_DELAY + len(self.clean.neurons)
-        return self.num_images * self.net.num_steps + readout_delay
+        return steps_to_run(self.num_images, self.net.num_steps, len(self.clean.neurons))
 
 
 def build_pair(
@@ -68,7 +67,7 @@ def build_pair(
         dec = ClassDecoder(
             num_classes=readout.out_shape[0],
             num_steps=net.num_steps,
-            window_start=FIRST_LAYER_DELAY + len(copy.neurons),
+            window_start=first_step(len(copy.neurons)),  # the read-out follows the spiking layers
             num_images=n,
             bias=readout.bias,
         )
@@ -81,8 +80,8 @@ def build_pair(
                 shape=nc.a_in.shape,
                 num_steps=net.num_steps,
                 leak=copies[0].leaks[k],
-                scale=dynamics.state_to_float(1.0, copies[0].scales[k]),
-                window_start=FIRST_LAYER_DELAY + k,
+                state_unit=dynamics.state_to_float(1.0, copies[0].scales[k]),
+                window_start=first_step(k),
                 num_images=n,
                 name=f"monitor:{copies[0].layer_names[k]}",
             )

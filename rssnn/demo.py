@@ -2,9 +2,10 @@
 
     python -m rssnn.demo [--out runs/main] [--fresh] [--data-root DIR] [--download]
 
-Each stage is the project's own command line (the same ones users run), so the demo shows the
-real pipeline. Stages whose outputs exist are reused: a second call only prints the summary
-(``--fresh`` starts over).
+Each stage is the project's own command (the same ones users run), started as a module of the
+``rssnn`` package (``python -m rssnn.train.cifar``, ...), so the demo runs the same from a
+checkout and from an installed wheel; ``--out`` is relative to the working directory. Stages
+whose outputs exist are reused: a second call only prints the summary (``--fresh`` starts over).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 # About 6 minutes on 2 cores: the CPU preset's model and recipe on a 6,000-image subset.
 TRAIN = ["--mode", "gaussian", "--rho", "1", "--train-limit", "6000", "--epochs", "3"]
 # The headline robust accuracy is the per-image worst case over the attack ensemble.
@@ -27,22 +27,23 @@ LAVA_IMAGES = 200  # per perturbation, on Lava (fast exact synapse models: about
 
 def stage(name: str, args: list[str], done: Path, timings: dict[str, float]) -> None:
     if done.exists():
-        print(f"[{name}] reusing {done.relative_to(ROOT) if done.is_relative_to(ROOT) else done}")
+        print(f"[{name}] reusing {done}")
         timings[name] = 0.0
         return
     print(f"[{name}] python {' '.join(args)}", flush=True)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, *args], check=True)
     timings[name] = time.perf_counter() - t0
 
 
 def pipeline(out: Path, data: list[str], download: bool) -> list[tuple[str, list[str], Path]]:
     """The stages in order: (name, command line, the output whose existence means done)."""
     ckpt = out / "train" / "best.pt"
-    train = ["train/cifar.py", "--out", str(out / "train"), *data, *(["--download"] if download else [])]
-    evaluate = ["train/evaluate.py", "--checkpoint", str(ckpt), *data, "--limit", "200",
+    train = ["-m", "rssnn.train.cifar", "--out", str(out / "train"), *data]
+    train += ["--download"] if download else []
+    evaluate = ["-m", "rssnn.train.evaluate", "--checkpoint", str(ckpt), *data, "--limit", "200",
                 "--attacks", ATTACKS, "--out", str(out / "eval" / "results.json"), "--quiet"]  # fmt: skip
-    export = ["export/to_netx.py", "--checkpoint", str(ckpt), "--out", str(out / "model.net"), *data,
+    export = ["-m", "rssnn.export.to_netx", "--checkpoint", str(ckpt), "--out", str(out / "model.net"), *data,
               "--verify", "100", "--verify-report", str(out / "verify.json")]  # fmt: skip
     stages = [
         ("train", train + TRAIN, ckpt),
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-root", default=None, help="CIFAR-10 folder (default ../shared/data/cifar10)")
     ap.add_argument("--download", action="store_true", help="download CIFAR-10 into --data-root")
     args = ap.parse_args(argv)
-    out = (ROOT / args.out).resolve()
+    out = Path(args.out).resolve()
     if args.fresh and out.exists():
         shutil.rmtree(out)
     data = ["--data-root", args.data_root] if args.data_root else []

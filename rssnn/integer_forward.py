@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from rssnn import dynamics
-from rssnn.lowered import LoweredLayer, LoweredNet, SkipSynapse, encode_input
+from rssnn.lowered import LoweredLayer, LoweredNet, SkipSynapse, encode_input, readout_logits
 from rssnn.neuron import LoihiCuba
 from rssnn.synapse_kinds import kind_of
 
@@ -94,13 +94,13 @@ def synaptic_input(layer: LoweredLayer | SkipSynapse, x: np.ndarray) -> np.ndarr
 
 
 def lif_sequence(
-    a_in: np.ndarray, i_decay, v_decay, vth, bias, num_steps: int, record_state: bool = False
+    a_in: np.ndarray, neuron: LoihiCuba, bias, num_steps: int, record_state: bool = False
 ) -> Any:
     """Run Loihi 2 CUBA-LIF over time on integer synaptic input.
 
     Args:
         a_in: int64 [N, C, *S, T] or [N, C, *S, 1] (constant over time).
-        i_decay, v_decay, vth: integer parameters per channel, shape [C] (or scalars).
+        neuron: the layer's Loihi neuron, parameters per channel [C] (or one value).
         bias: None, per channel [C], or per neuron [C, *S]: ``bias_mant``, added as
             ``bias_mant << 6`` (NetX's bias_exp) to v every step.
     Returns:
@@ -113,7 +113,7 @@ def lif_sequence(
     def per_channel(p) -> np.ndarray:
         return np.asarray(p, dtype=np.int64).reshape(-1).reshape(view)
 
-    neuron = LoihiCuba(per_channel(i_decay), per_channel(v_decay), per_channel(vth))
+    neuron = LoihiCuba(*(per_channel(p) for p in (neuron.i_decay, neuron.v_decay, neuron.vth_mant)))
     b = 0
     if bias is not None:
         b = np.asarray(bias, dtype=np.int64)
@@ -154,9 +154,7 @@ def run_fixed(net: LoweredNet, pixels, record_state: bool = False) -> dict[str, 
         for skip in layer.skips:  # residual currents add at the neuron's input
             a_in = a_in + synaptic_input(skip, spikes[skip.source].astype(np.int64))
         if layer.spiking:
-            out = lif_sequence(
-                a_in, layer.i_decay, layer.v_decay, layer.vth, layer.bias, steps, record_state=record_state
-            )
+            out = lif_sequence(a_in, layer.neuron, layer.bias, steps, record_state=record_state)
             s = out[0] if record_state else out
             if record_state:
                 currents.append(out[1])
@@ -165,7 +163,7 @@ def run_fixed(net: LoweredNet, pixels, record_state: bool = False) -> dict[str, 
             x = s.astype(np.int64)
         else:
             a_in = np.broadcast_to(a_in, (*a_in.shape[:-1], steps))
-            logits = a_in.sum(-1) + steps * np.asarray(layer.bias, dtype=np.int64).reshape(1, -1)
+            logits = readout_logits(a_in.sum(-1), layer.bias, steps)
     result = dict(spikes=spikes, logits=logits)
     if record_state:
         result.update(currents=currents, voltages=voltages)

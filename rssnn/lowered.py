@@ -16,6 +16,22 @@ from rssnn.neuron import LoihiCuba
 PIXEL_LEVELS = 255  # input: 8-bit graded spikes carrying the raw pixel level
 INPUT_MESSAGE_BITS = 8
 
+# Timing of the network as Lava (and Loihi) pipeline it: every process hop costs one step. The
+# source sends an image's first frame at step 1 (Lava counts steps from 1), the first synapse
+# delivers it at step 2, and each further layer adds a step.
+FIRST_LAYER_DELAY = 2  # source step + first synapse
+
+
+def first_step(layer: int) -> int:
+    """The 1-based Lava step at which layer ``layer`` (0: the first synapse layer; the read-out
+    is the last index) integrates the first frame of the first image."""
+    return FIRST_LAYER_DELAY + layer
+
+
+def steps_to_run(num_images: int, num_steps: int, last_layer: int) -> int:
+    """Steps until layer ``last_layer`` has integrated the whole window of every image."""
+    return num_images * num_steps + first_step(last_layer)
+
 
 @dataclass
 class SkipSynapse:
@@ -49,20 +65,15 @@ class LoweredLayer:
     padding: tuple[int, int] = (0, 0)
     flatten_before: bool = False
     spiking: bool = True  # False for the read-out (logits accumulated on the host side)
-    i_decay: np.ndarray | None = None  # int64 (C,)
-    v_decay: np.ndarray | None = None
-    vth: np.ndarray | None = None
+    neuron: LoihiCuba | None = None  # spiking layers: parameters [C]; the read-out has none
     limits: dict[str, float] = field(default_factory=dict)  # candidate scales, for the report
     skips: list[SkipSynapse] = field(default_factory=list)  # residual inputs from earlier layers
 
     @property
     def per_channel(self) -> bool:
-        return self.spiking and any(len(np.unique(p)) > 1 for p in (self.i_decay, self.v_decay, self.vth))
-
-    @property
-    def neuron(self) -> LoihiCuba:
-        """The layer's neuron (spiking layers), parameters [C]."""
-        return LoihiCuba(self.i_decay, self.v_decay, self.vth)
+        """Whether any neuron parameter differs between channels (an rssnn extension file)."""
+        n = self.neuron
+        return n is not None and any(len(np.unique(p)) > 1 for p in (n.i_decay, n.v_decay, n.vth_mant))
 
     @property
     def leak(self) -> np.ndarray:
@@ -93,6 +104,14 @@ class LoweredNet:
     def skip_delay(self, target: int, skip: SkipSynapse) -> int:
         """Extra steps a skip must be held so it meets the target's own synapse's current."""
         return target - skip.source - 1
+
+
+def readout_logits(summed_input: np.ndarray, bias: np.ndarray, num_steps: int) -> np.ndarray:
+    """The read-out's integer logits: its synaptic input summed over an image's window
+    [..., F] (rounded: Lava carries it as float) plus ``num_steps`` times its bias [F]; the
+    argmax is the predicted class. The read-out never fires (``LoihiCuba.integrator``), so
+    its voltage is this sum, read on the host instead of from the chip."""
+    return np.rint(summed_input).astype(np.int64) + num_steps * np.asarray(bias, dtype=np.int64)
 
 
 def encode_input(pixels) -> np.ndarray:

@@ -325,9 +325,10 @@ def validate_layer(path: Path, layer: LoweredLayer) -> None:
         _check_range(path, layer.name, f"{what} values", syn.weight, *dynamics.WEIGHT_MANT_RANGE)
     _check_range(path, layer.name, "bias", np.asarray(layer.bias), *dynamics.BIAS_MANT_RANGE)
     if layer.spiking:
-        _check_range(path, layer.name, "iDecay", layer.i_decay, *dynamics.I_DECAY_RANGE)
-        _check_range(path, layer.name, "vDecay", layer.v_decay, *dynamics.V_DECAY_RANGE)
-        _check_range(path, layer.name, "vThMant", layer.vth, *dynamics.VTH_MANT_RANGE)
+        n = layer.neuron
+        _check_range(path, layer.name, "iDecay", n.i_decay, *dynamics.I_DECAY_RANGE)
+        _check_range(path, layer.name, "vDecay", n.v_decay, *dynamics.V_DECAY_RANGE)
+        _check_range(path, layer.name, "vThMant", n.vth_mant, *dynamics.VTH_MANT_RANGE)
 
 
 def _read_skips(
@@ -370,6 +371,9 @@ def _bias(g: h5py.Group, out_shape: tuple[int, ...]) -> np.ndarray:
         raise ValueError(f"{g.name}/bias has shape {shape}, expected ({out_shape[0]},) or {out_shape[::-1]}")
     bias = read_integers(g, "bias", shape)
     return bias.transpose(2, 1, 0) if bias.ndim == 3 else bias
+
+
+NEURON_FIELDS = ("iDecay", "vDecay", "vThMant")  # LoihiCuba's order
 
 
 def _neuron_field(g: h5py.Group, key: str, channels: int) -> np.ndarray:
@@ -424,9 +428,9 @@ def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
                     scale=float(next(scales)),
                     flatten_before=flatten,
                     spiking=spiking,
-                    i_decay=_neuron_field(g, "iDecay", c) if spiking else None,
-                    v_decay=_neuron_field(g, "vDecay", c) if spiking else None,
-                    vth=_neuron_field(g, "vThMant", c) if spiking else None,
+                    neuron=LoihiCuba(*(_neuron_field(g, key, c) for key in NEURON_FIELDS))
+                    if spiking
+                    else None,
                     **KINDS[kind].read(g, shape),
                 )
                 flatten = False

@@ -24,6 +24,10 @@ import numpy as np
 
 from rssnn import dynamics
 
+# The reference code's leak (its --tau 0.99): the LIF baseline's fixed leak, DLIF's initial
+# leak, and the common leak of the "fixed" MS-MPPD recursion.
+REFERENCE_LEAK = 0.99
+
 
 @dataclass(frozen=True)
 class FloatCuba:

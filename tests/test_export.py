@@ -87,7 +87,8 @@ def test_roundtrip_is_bit_exact_in_lava(images, tmp_path, plan, per_channel):
     for a, b in zip(net.layers, back.layers):
         assert np.array_equal(a.weight, b.weight) and np.array_equal(a.bias, b.bias)
         if a.spiking:
-            assert np.array_equal(a.vth, b.vth) and np.array_equal(a.v_decay, b.v_decay)
+            assert np.array_equal(a.neuron.vth_mant, b.neuron.vth_mant)
+            assert np.array_equal(a.neuron.v_decay, b.neuron.v_decay)
     sample = pixels[:4]
     fixed = run_fixed(back, sample)
     lava = run_lava(path, back, sample)
@@ -105,9 +106,10 @@ def test_weights_thresholds_and_biases_fit_loihi_registers(images):
         assert (layer.weight % 2 == 0).all(), "Loihi 8-bit mixed-sign weights are even"
         assert np.abs(layer.bias).max() <= 4095
         if layer.spiking:
-            assert layer.vth.min() >= 1 and layer.vth.max() <= 131071
-            assert layer.v_decay.min() >= 0 and layer.v_decay.max() <= 4095
-            assert (layer.i_decay == 4096).all()
+            n = layer.neuron
+            assert n.vth_mant.min() >= 1 and n.vth_mant.max() <= 131071
+            assert n.v_decay.min() >= 0 and n.v_decay.max() <= 4095
+            assert (n.i_decay == 4096).all()
     first = net.layers[0]
     assert first.weight.shape == (8, 4, 3, 3) and not first.bias.any(), "bias rides channel 4"
     assert net.input_shape == (4, 32, 32)

@@ -19,6 +19,7 @@ from rssnn.export import lowering
 from rssnn.integer_forward import lif_sequence, mppd_reference
 from rssnn.lava_procs import runtime
 from rssnn.lava_procs.run import select_backend
+from rssnn.neuron import LoihiCuba
 from rssnn.train import data
 from rssnn.train.models import SpikingNet
 from rssnn.train.neurons import NeuronConfig
@@ -51,7 +52,7 @@ def test_dlif_process_equals_pytorch_fixed_point_with_per_neuron_parameters():
     params = dict(
         i_decay=np.array([4096, 4096, 3000, 2048, 4096]),
         v_decay=np.array([0, 41, 300, 2048, 4095]),
-        vth=np.array([40, 60, 30, 25, 10]),
+        vth_mant=np.array([40, 60, 30, 25, 10]),
         bias_mant=np.array([0, 1, -1, 2, 0]),
     )
     lava = _run_dlif((c,), a_in.astype(np.int32), params, steps, window)
@@ -59,7 +60,10 @@ def test_dlif_process_equals_pytorch_fixed_point_with_per_neuron_parameters():
     for k in range(steps // window):
         seg = a_in[:, k * window : (k + 1) * window].reshape(1, c, window)
         want = lif_sequence(
-            seg, params["i_decay"], params["v_decay"], params["vth"], params["bias_mant"], window
+            seg,
+            LoihiCuba(params["i_decay"], params["v_decay"], params["vth_mant"]),
+            params["bias_mant"],
+            window,
         )[0]
         got = lava[:, k * window : (k + 1) * window].astype(bool)
         assert np.array_equal(got, want), k
@@ -69,7 +73,7 @@ def test_dlif_process_equals_pytorch_fixed_point_with_per_neuron_parameters():
 def test_dlif_float_model_applies_the_per_step_gain():
     steps = 4
     a_in = np.full((2, steps), 10.0)
-    params = dict(i_decay=4096, v_decay=0, vth=12, bias_mant=0)
+    params = dict(i_decay=4096, v_decay=0, vth_mant=12, bias_mant=0)
     out = _run_dlif((2,), a_in, params, steps, steps, tag="floating_pt", gain=np.array([1.0, 0.0, 2.0, 1.0]))
     # window starts at step 2 (reset_offset 1): gains apply in order 1, 0, 2, 1 -> v 10, 10, 30
     assert out[0].tolist() == [0.0, 0.0, 1.0, 0.0]
@@ -97,7 +101,9 @@ def test_float_lava_dlif_equals_the_training_dlif_on_real_currents(cifar_root):
     leak = torch.from_numpy(dynamics.v_decay_to_leak(v_decay.astype(np.float64)))
     threshold = torch.round(x[:, 0, 0].abs() * 0.9) + 1
     threshold[::5] = x[::5, 0, 0].clamp(min=1)  # the first step's membrane itself: fires only with >=
-    params = dict(i_decay=np.full(c, 4096), v_decay=v_decay, vth=threshold.numpy(), bias_mant=np.zeros(c))
+    params = dict(
+        i_decay=np.full(c, 4096), v_decay=v_decay, vth_mant=threshold.numpy(), bias_mant=np.zeros(c)
+    )
     a_in = x.reshape(c, -1).numpy()  # images back to back
     lava = _run_dlif((c,), a_in, params, a_in.shape[1], window, tag="floating_pt")
     for k in range(4):

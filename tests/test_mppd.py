@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rssnn.neuron import REFERENCE_LEAK
 from rssnn.train import mppd
 from rssnn.train.models import ConvUnit, DenseUnit, build_model, calibrate_batchnorm, spiking_layers
 from rssnn.train.neurons import NeuronConfig
@@ -173,10 +174,10 @@ def test_fixed_leak_mode_uses_the_reference_leak(active_model):
     neuron = spiking_layers(model)[-1][1]
     with torch.no_grad():
         neuron.leak.fill_(0.5)
-    leak, scale = mppd.recursion_params(neuron, "fixed")
-    assert torch.all(leak == mppd.REFERENCE_LEAK) and not leak.requires_grad
+    leak, unit = mppd.recursion_params(neuron, "fixed")
+    assert torch.all(leak == REFERENCE_LEAK) and not leak.requires_grad
     leak, _ = mppd.recursion_params(neuron, "detached")
     assert torch.all(leak == 0.5) and not leak.requires_grad
-    torch.testing.assert_close(scale, neuron.clamped()[1].detach())
+    torch.testing.assert_close(unit, neuron.clamped()[1].detach())
     with pytest.raises(ValueError, match="unknown MPPD leak mode"):
         mppd.recursion_params(neuron, "bogus")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import zipfile
@@ -24,6 +25,14 @@ def test_wheel_holds_only_the_rssnn_namespace(tmp_path):
     for folder in folders:
         assert f"rssnn/lava_procs/{folder}/models.py" in names, folder
     assert not any(n.startswith(("tests/", "benchmarks/", "train/", "export/")) for n in names)
+    # the main job (rssnn demo) starts every stage as a module that the wheel holds, and writes
+    # under the working directory, not the package's folder (site-packages once installed)
+    from rssnn import demo
+
+    out = tmp_path / "job"
+    for stage, command, done in demo.pipeline(out, [], download=False):
+        assert command[0] == "-m" and done.is_relative_to(out), (stage, command)
+        assert command[1].replace(".", "/") + ".py" in names, (stage, command[1])
 
 
 def test_the_core_imports_neither_lava_nor_torch_and_lava_comes_after_tqdm():
@@ -45,3 +54,25 @@ def test_the_core_imports_neither_lava_nor_torch_and_lava_comes_after_tqdm():
     spawn = "import multiprocessing as mp; mp.set_start_method('spawn'); import rssnn.lava_procs"
     res = subprocess.run([sys.executable, "-c", spawn], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and "'fork' start method, but 'spawn' is already set" in res.stderr
+
+
+def test_every_core_module_imports_without_torch_or_slayer():
+    """The core is numpy-only: each module of rssnn/ imports where torch and SLAYER cannot be
+    imported, and none of them imports Lava (only lava_guard does, when asked to run it)."""
+    modules = sorted(f"rssnn.{p.stem}" for p in (ROOT / "rssnn").glob("*.py") if p.stem != "__init__")
+    code = (
+        "import importlib, importlib.abc, json, sys\n"
+        "class Blocked(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'torchvision', 'torchattacks') or name.startswith(\n"
+        "            'lava.lib.dl.slayer'):\n"
+        "            raise ImportError(f'{name} is blocked')\n"
+        "sys.meta_path.insert(0, Blocked())\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lava'))))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == []
+    assert len(modules) >= 15

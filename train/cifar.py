@@ -61,6 +61,7 @@ def _data_arguments(group: argparse._ArgumentGroup) -> None:
 
 def _model_arguments(group: argparse._ArgumentGroup) -> None:
     """The model flags."""
+    from rssnn.neuron import REFERENCE_LEAK
     from rssnn.train.config import PRESETS
 
     group.add_argument(
@@ -83,7 +84,9 @@ def _model_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--per-channel", action="store_true", help="one leak and threshold per channel instead of per layer"
     )
-    group.add_argument("--leak", type=float, default=0.99, help="initial voltage leak lambda, (0, 1]")
+    group.add_argument(
+        "--leak", type=float, default=REFERENCE_LEAK, help="initial voltage leak lambda, (0, 1]"
+    )
     group.add_argument("--threshold", type=float, default=1.0, help="initial threshold, > 0")
     group.add_argument(
         "--learn-current-leak",

@@ -99,8 +99,8 @@ def membrane_perturbation(model, x, x_adv) -> dict[str, tuple[float, float]]:
             th = m.clamped()[1].view((1, -1) + (1,) * (m_c.dim() - 2))
             h_c = m_c * (m_c < th) / th  # post-reset potential
             h_p = m.recorded_membrane * (m.recorded_membrane < th) / th
-            leak, scale = mppd.recursion_params(m, "fixed")
-            eps = mppd.mppd_sequence((i_c - m.recorded_current) / scale.view_as(th), leak)
+            leak, unit = mppd.recursion_params(m, "fixed")
+            eps = mppd.mppd_sequence((i_c - m.recorded_current) / unit.view_as(th), leak)
             out[name] = ((h_c - h_p).pow(2).mean().item(), eps.pow(2).mean().item())
     return out
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-import rssnn  # noqa: F401  (Lava's multiprocessing setup must precede numba's launcher)
-
 # cache=True keys numba's cache on this file's path, size and time, and the cached code records
 # this module's import name: edit this file whenever that name changes (it is rssnn.train.*).
 _JIT = dict(parallel=True, cache=True, fastmath=False)

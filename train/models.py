@@ -19,8 +19,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rssnn.lava_imports import slayer
+from rssnn.folding import batchnorm_affine
 from rssnn.train.neurons import DLIF, NeuronConfig
+from rssnn.train.slayer_import import slayer
 
 
 class Normalize(nn.Module):
@@ -339,6 +340,20 @@ MODEL_NAMES = ("cpu", "cpu-res", "vgg11", "vgg5", "wrn16")
 def spiking_layers(model: nn.Module) -> list[tuple[str, DLIF]]:
     """All DLIF layers in execution order, with their module names."""
     return [(name, m) for name, m in model.named_modules() if isinstance(m, DLIF)]
+
+
+def batchnorm_affine_of(
+    norm: nn.Module, dtype: torch.dtype | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A BatchNorm module's inference-mode (scale, shift) [C], detached, in ``dtype`` if given
+    (the formula is :func:`rssnn.folding.batchnorm_affine`; the exporter folds in float64)."""
+
+    def read(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().to(dtype) if dtype is not None else t.detach()
+
+    return batchnorm_affine(
+        read(norm.weight), read(norm.bias), read(norm.running_mean), read(norm.running_var), norm.eps
+    )
 
 
 @torch.no_grad()

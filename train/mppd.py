@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from rssnn import dynamics
-from rssnn.train.models import ConvUnit, DenseUnit, spiking_layers
+from rssnn.neuron import REFERENCE_LEAK
+from rssnn.train.models import ConvUnit, DenseUnit, batchnorm_affine_of, spiking_layers
 from rssnn.train.neurons import DLIF
 
 
@@ -72,18 +73,19 @@ def ms_mppd(
     clean_current: torch.Tensor,
     pert_current: torch.Tensor,
     leak: torch.Tensor,
-    scale: torch.Tensor | None = None,
+    unit: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """MS-MPPD = mean over N, neurons and T of eps^2, clean side detached (the reference).
 
     Args:
         clean_current, pert_current: I(x) and I(x~), [N, C, *S, T].
         leak: the recursion's leak, [C] or [1] (see :func:`recursion_params`).
-        scale: divide dI by this, [C] or [1] (the layer's detached threshold), or None.
+        unit: what dI is measured in, [C] or [1] (the layer's detached threshold), or None
+            (raw current units).
     """
     delta = clean_current.detach() - pert_current
-    if scale is not None:
-        delta = delta / _per_channel(scale, delta)
+    if unit is not None:
+        delta = delta / _per_channel(unit, delta)
     return mppd_sequence(delta, leak).pow(2).mean()
 
 
@@ -91,12 +93,12 @@ def mppd_per_step(
     clean_current: torch.Tensor,
     pert_current: torch.Tensor,
     leak: torch.Tensor,
-    scale: torch.Tensor | None = None,
+    unit: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean eps^2 per time step, [T] (for plots and reports); arguments as :func:`ms_mppd`."""
     delta = clean_current - pert_current
-    if scale is not None:
-        delta = delta / _per_channel(scale, delta)
+    if unit is not None:
+        delta = delta / _per_channel(unit, delta)
     eps = mppd_sequence(delta, leak)
     return eps.pow(2).transpose(0, -1).reshape(eps.shape[-1], -1).mean(1)
 
@@ -110,13 +112,12 @@ LEAK_MODES = ("detached", "fixed", "learned")
 # makes the loss invariant to scaling a layer's current and threshold together (with a hard
 # reset to 0 that leaves every spike unchanged); "raw": the current itself (v0.1, the reference).
 UNITS = ("threshold", "raw")
-REFERENCE_LEAK = 0.99
 
 
 def recursion_params(
     neuron: DLIF, leak_mode: str = "detached", units: str = "threshold"
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(leak [C] or [1], scale [C] or [1] or None) for MS-MPPD on this layer."""
+    """(leak [C] or [1], unit [C] or [1] or None) for MS-MPPD on this layer."""
     if leak_mode not in LEAK_MODES:
         raise ValueError(f"unknown MPPD leak mode '{leak_mode}': use one of {', '.join(LEAK_MODES)}")
     if units not in UNITS:
@@ -135,9 +136,7 @@ def layer_leak(neuron: DLIF) -> torch.Tensor:
 
 
 def _bn_scale(norm: nn.Module | None) -> torch.Tensor | None:
-    if norm is None:
-        return None
-    return norm.weight.detach() / torch.sqrt(norm.running_var + norm.eps)
+    return None if norm is None else batchnorm_affine_of(norm)[0]
 
 
 @torch.no_grad()

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from rssnn import dynamics
-from rssnn.neuron import FloatCuba
+from rssnn.neuron import REFERENCE_LEAK, FloatCuba, LoihiCuba
 from rssnn.signals import deferred_signals
 
 THRESHOLD_RANGE = (1.0 / 64, 64.0)  # float units; keeps vThMant positive and well in 17 bits
@@ -37,7 +37,7 @@ THRESHOLD_RANGE = (1.0 / 64, 64.0)  # float units; keeps vThMant positive and we
 class NeuronConfig:
     """Hyper-parameters shared by every spiking layer of a model (stored in checkpoints)."""
 
-    leak: float = 0.99
+    leak: float = REFERENCE_LEAK
     threshold: float = 1.0
     learn_leak: bool = True
     learn_threshold: bool = True
@@ -329,7 +329,7 @@ class DLIF(nn.Module):
         from rssnn.integer_forward import lif_sequence
 
         spikes = lif_sequence(
-            a_in.cpu().numpy(), params["iDecay"], params["vDecay"], params["vThMant"],
+            a_in.cpu().numpy(), LoihiCuba(params["iDecay"], params["vDecay"], params["vThMant"]),
             None if bias is None else np.asarray(bias), self.num_steps,
         )  # fmt: skip
         return torch.from_numpy(spikes).float().to(a_in.device)

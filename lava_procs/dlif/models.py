@@ -16,6 +16,24 @@ from rssnn.neuron import FloatCuba, LoihiCuba
 
 
 class _ResetMixin:
+    """What both DLIF models share: the reset schedule, and the layer's neuron built once from
+    its parameter Vars (which do not change during a run: Lava cannot set per-neuron Vars)."""
+
+    _neuron: LoihiCuba | FloatCuba | None = None
+
+    def _loihi_neuron(self) -> LoihiCuba:
+        if self._neuron is None:
+            self._neuron = LoihiCuba(self.i_decay, self.v_decay, self.vth_mant)
+        return self._neuron
+
+    def _float_neuron(self) -> FloatCuba:
+        """The file's integers as a float neuron, threshold in integer current units; the bias
+        enters the membrane each step, as in the fixed-point model, so it lowers the threshold."""
+        if self._neuron is None:
+            n = LoihiCuba(self.i_decay, self.v_decay, self.vth_mant).to_float()
+            self._neuron = FloatCuba(n.leak, n.threshold - self.bias_mant, n.current_leak)
+        return self._neuron
+
     def _reset_due(self) -> bool:
         interval = self.proc_params["reset_interval"]
         return bool(interval) and self.time_step % interval == self.proc_params["reset_offset"] % interval
@@ -40,7 +58,7 @@ class PyDLIFModelFixed(_ResetMixin, PyLoihiProcessModel):
     v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     i_decay: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=13)
     v_decay: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=12)
-    vth: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=17)
+    vth_mant: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=17)
     bias_mant: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=13)
     gain: np.ndarray = LavaPyType(np.ndarray, float)
 
@@ -54,8 +72,7 @@ class PyDLIFModelFixed(_ResetMixin, PyLoihiProcessModel):
                 "the per-step input gain has no fixed-point (Loihi) mapping; "
                 "run with select_tag='floating_pt'"
             )
-        neuron = LoihiCuba(self.i_decay, self.v_decay, self.vth)
-        u, v, s = neuron.step(
+        u, v, s = self._loihi_neuron().step(
             self.u.astype(np.int64),
             self.v.astype(np.int64),
             a_in,
@@ -82,7 +99,7 @@ class PyDLIFModelFloat(_ResetMixin, PyLoihiProcessModel):
     v: np.ndarray = LavaPyType(np.ndarray, float)
     i_decay: np.ndarray = LavaPyType(np.ndarray, float)
     v_decay: np.ndarray = LavaPyType(np.ndarray, float)
-    vth: np.ndarray = LavaPyType(np.ndarray, float)
+    vth_mant: np.ndarray = LavaPyType(np.ndarray, float)
     bias_mant: np.ndarray = LavaPyType(np.ndarray, float)
     gain: np.ndarray = LavaPyType(np.ndarray, float)
 
@@ -92,12 +109,7 @@ class PyDLIFModelFloat(_ResetMixin, PyLoihiProcessModel):
             self.u[:] = 0
             self.v[:] = 0
         x = self.gain[self._step_index() % len(self.gain)] * a_in
-        # the file's integers as a float neuron, threshold in integer current units; the bias
-        # enters the membrane each step, as in the fixed-point model
-        neuron = LoihiCuba(self.i_decay, self.v_decay, self.vth).to_float()
-        u, m, s = FloatCuba(neuron.leak, neuron.threshold - self.bias_mant, neuron.current_leak).step(
-            self.u, self.v, x
-        )
+        u, m, s = self._float_neuron().step(self.u, self.v, x)
         self.u[:] = u
         self.v[:] = np.where(s, 0.0, m + self.bias_mant)
         self.s_out.send(s.astype(float))

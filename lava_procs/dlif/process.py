@@ -5,13 +5,13 @@ Dynamics (fixed point, one step; see :mod:`rssnn.dynamics`)::
     if reset_interval and time_step % reset_interval == reset_offset:  u = v = 0
     u = wrap24(rtz(u (4096 - i_decay) / 4096) + (a_in << 6))
     v = clip24(rtz(v (4096 - v_decay) / 4096) + u + (bias_mant << 6))
-    s = v > (vth << 6);  v = 0 where s
+    s = v > (vth_mant << 6);  v = 0 where s
 
 Unlike Lava's ``LIF`` (whose ``du``/``dv``/``vth`` Vars are declared scalar, so reading a
 per-channel value back fails), every parameter here is a Var of the neuron shape, so a layer
 trained with per-channel leaks and thresholds is represented exactly and stays inspectable.
 The floating-point model runs the float DLIF of ``train.neurons`` (leak = 1 - v_decay/4096,
-threshold = vth) with the optional per-step input gain.
+threshold = vth_mant) with the optional per-step input gain.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class DLIF(AbstractProcess):
     Args:
         i_decay, v_decay: integer decays in 1/4096 (iDecay, vDecay of the NetX file), scalar,
             per channel or per neuron.
-        vth: threshold mantissa (compared as ``vth << 6``).
+        vth_mant: threshold mantissa, NetX's vThMant (compared as ``vth_mant << 6``).
         bias_mant: bias added as ``bias_mant << 6`` every step.
         reset_interval, reset_offset: zero u and v when ``time_step % reset_interval ==
             reset_offset`` (0: never), so images can follow each other in one run.
@@ -47,7 +47,7 @@ class DLIF(AbstractProcess):
         shape: tuple[int, ...],
         i_decay=4096,
         v_decay=0,
-        vth=1,
+        vth_mant=1,
         bias_mant=0,
         reset_interval: int = 0,
         reset_offset: int = 0,
@@ -62,7 +62,7 @@ class DLIF(AbstractProcess):
         self.v = Var(shape=shape, init=0)
         self.i_decay = Var(shape=shape, init=_full(i_decay, shape))
         self.v_decay = Var(shape=shape, init=_full(v_decay, shape))
-        self.vth = Var(shape=shape, init=_full(vth, shape))
+        self.vth_mant = Var(shape=shape, init=_full(vth_mant, shape))
         self.bias_mant = Var(shape=shape, init=_full(bias_mant, shape))
         steps = max(1, reset_interval)
         self.gain = Var(

@@ -11,6 +11,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from rssnn.lava_procs.io.process import ClassDecoder, ImageEncoder
+from rssnn.lowered import readout_logits
 
 
 @implements(proc=ImageEncoder, protocol=LoihiProtocol)
@@ -53,5 +54,5 @@ class PyClassDecoderModel(PyLoihiProcessModel):
             return
         self.logits[n] += np.rint(a_in).astype(np.int64)
         if tau == p["num_steps"] - 1:
-            self.logits[n] += p["num_steps"] * self.bias
+            self.logits[n] = readout_logits(self.logits[n], self.bias, p["num_steps"])
             self.predictions[n] = int(np.argmax(self.logits[n]))

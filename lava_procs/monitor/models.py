@@ -34,15 +34,15 @@ class _MonitorBase(PyLoihiProcessModel):
         if t < 0 or t // steps >= p["num_images"]:
             return
         tau = t % steps
-        scale = p["scale"]
+        state_unit = p["state_unit"]
         u_c, u_p = self.u_clean.read(), self.u_pert.read()
         v_c, v_p = self.v_clean.read(), self.v_pert.read()
         if tau == 0 or self._eps is None:
             self._eps = np.zeros(u_c.shape)
-        delta = (u_c.astype(np.float64) - u_p.astype(np.float64)) * scale
+        delta = (u_c.astype(np.float64) - u_p.astype(np.float64)) * state_unit
         self._eps = dynamics.mppd_step(self._eps, self.leak, delta)
         self.mppd_sum[tau] += float(np.mean(self._eps**2))
-        dv = (v_c.astype(np.float64) - v_p.astype(np.float64)) * scale
+        dv = (v_c.astype(np.float64) - v_p.astype(np.float64)) * state_unit
         self.mpp_sum[tau] += float(np.mean(dv**2))
         if tau == steps - 1:
             self.images[0] += 1

@@ -28,7 +28,7 @@ class MembranePerturbationMonitor(AbstractProcess):
     shape: the layer's neuron shape (Lava order).
     num_steps: T, the image window length.
     leak: per-neuron leak (1 - vDecay/4096), the MPPD recursion's lambda.
-    scale: float current units per integer state unit (1 / (64 k)).
+    state_unit: float current units per integer state unit, 1 / (64 k).
     window_start: the time step (1-based) at which this layer starts image 0.
     num_images: images to accumulate (later steps are ignored).
     """
@@ -39,7 +39,7 @@ class MembranePerturbationMonitor(AbstractProcess):
         shape: tuple[int, ...],
         num_steps: int,
         leak: np.ndarray,
-        scale: float,
+        state_unit: float,
         window_start: int,
         num_images: int,
         name: str | None = None,
@@ -47,7 +47,7 @@ class MembranePerturbationMonitor(AbstractProcess):
         super().__init__(
             shape=shape,
             num_steps=num_steps,
-            scale=scale,
+            state_unit=state_unit,
             window_start=window_start,
             num_images=num_images,
             name=name,
