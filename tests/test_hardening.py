@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -338,31 +337,38 @@ def test_a_second_export_to_a_claimed_out_is_refused(tiny_run, tmp_path, capsys)
 # -- 7. a full disk ----------------------------------------------------------------------------
 
 
-def _file_size_limited(limit: int):
-    """A child whose writes past ``limit`` bytes fail with EFBIG, as on a full disk."""
-
-    def setup() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return setup
+# Caches the interpreter itself may fill on a fresh machine (numba's compiled kernels beside
+# train/, matplotlib's font list) are filled first; then every write past LIMIT bytes fails with
+# EFBIG, as on a full disk, and the real command runs in that process.
+FULL_DISK = """
+import resource, signal, sys
+import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt
+import torch
+from rssnn.train.neurons import DLIF
+DLIF(2, 2)(torch.ones(1, 2, 2, 2, 2, requires_grad=True)).sum().backward()  # numba compiles, caches
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+"""
 
 
 def test_a_full_disk_fails_with_one_line_and_no_partial_file(cifar_root, tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "train/cifar.py", "--data-root", str(cifar_root), "--out", str(out),
-           "--train-limit", "40", "--val-size", "100", "--width", "4", "--timesteps", "2",
-           "--batch-size", "20", "--epochs", "1", "--quiet"]  # fmt: skip
+    argv = ["--data-root", str(cifar_root), "--out", str(out), "--train-limit", "40", "--val-size", "100",
+            "--width", "4", "--timesteps", "2", "--batch-size", "20", "--epochs", "1", "--quiet"]  # fmt: skip
+    train = FULL_DISK + (
+        "from rssnn.cli_support import exit_process\n"
+        "from rssnn.train.cifar import main\n"
+        f"exit_process(main({argv!r}))\n"
+    )
     proc = subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, preexec_fn=_file_size_limited(20_000)
+        [sys.executable, "-c", train], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert err[-1].startswith("error: cannot write") and "File too large" in err[-1], err
     assert not list(out.glob(".*.tmp")) and not list(out.glob("*.pt"))
     assert json.loads((out / "config.json").read_text())["config"]["epochs"] == 1  # written whole
-    script = (
-        "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt\n"
+    plot = FULL_DISK + (
         "from rssnn.atomic import atomic_save_figure\n"
         "from rssnn.errors import UserError\n"
         "fig, ax = plt.subplots(); ax.plot(range(10**4))\n"
@@ -371,8 +377,7 @@ def test_a_full_disk_fails_with_one_line_and_no_partial_file(cifar_root, tmp_pat
         "except UserError as exc:\n"
         "    print(exc)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          preexec_fn=_file_size_limited(20_000))  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", plot], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert "File too large" in proc.stdout, proc.stdout + proc.stderr
     assert not (tmp_path / "plot.png").exists() and not list(tmp_path.glob(".plot.png*"))
 
