@@ -7,6 +7,7 @@ Figures (ratios are measured side by side in one run; absolute times are noisy h
   PGD-10 seconds per image, default model, T = 4           (pgd_speed.py)
   export verification time (100 images in Lava)            (export_speed.py)
   Lava seconds per image and per step, monitor overhead    (lava_throughput.py)
+  training images/s, 1 process vs 2 torchrun ranks         (ddp_throughput.py)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ sys.path.insert(0, str(HERE))
 
 
 def main(argv: list[str] | None = None) -> dict:
+    import ddp_throughput
     import export_speed
     import lava_throughput
     import pgd_speed
@@ -59,11 +61,15 @@ def main(argv: list[str] | None = None) -> dict:
                 str(out / "lava_throughput.json"),
             ]
         ),
+        "ddp_throughput": lambda: ddp_throughput.main(
+            ["--images", "640" if q else "1280", "--out", str(out / "ddp_throughput.json")]
+        ),
     }
     only = set(args.only.split(",")) if args.only else set(runners)
     figures = {
         name: run() if name in only else json.loads((out / f"{name}.json").read_text())
         for name, run in runners.items()
+        if name in only or (out / f"{name}.json").exists()
     }
     summary = dict(
         machine=f"{platform.machine()} {platform.processor()}".strip(),
@@ -117,6 +123,13 @@ def render(s: dict) -> str:
         f"| PyTorch fixed point, batch 1: s per image pair | "
         f"{lv['pytorch_fixed_point_batch1_seconds_per_image_pair']:.3f} |",
     ]
+    if "ddp_throughput" in s:
+        d = s["ddp_throughput"]
+        lines.append(
+            f"| training images/s, {d['preset']} preset on {d['device']} ({d['cpu_count']} cores): "
+            f"1 process / {d['ranks']} torchrun ranks (ratio) | {d['images_per_s_1_process']:.1f} / "
+            f"{d['images_per_s_ranks']:.1f} ({d['ratio_ranks_over_1']:.2f}) |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -186,6 +186,11 @@ def _run_arguments(group: argparse._ArgumentGroup) -> None:
         help="also write last.pt every N batches (0: only at epoch ends)",
     )
     group.add_argument("--quiet", action="store_true", help="no progress bars")
+    group.add_argument(
+        "--no-sync-bn",
+        action="store_true",
+        help="under torchrun: BatchNorm statistics per rank instead of over the global batch",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,14 +275,17 @@ def run(cfg: TrainConfig, given: set[str] | None = None) -> dict[str, Any]:
 
     from rssnn.atomic import atomic_write_text, check_output_folder
     from rssnn.errors import UserError
-    from rssnn.train import checkpoint, data, plots
+    from rssnn.train import checkpoint, data, distributed, plots
     from rssnn.train.engine import Trainer
     from rssnn.train.neurons import NeuronConfig
 
     torch.manual_seed(cfg.seed)
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda but no CUDA device is available; use --device cpu")
-    device = torch.device("cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    world = distributed.from_environment()  # torchrun's ranks, or one process
+    device = distributed.device_for(world, cfg.device)
+    if cfg.batch_size < world.size:
+        raise UserError(
+            f"--batch-size {cfg.batch_size} (the global batch) is smaller than {world.size} ranks"
+        )
     # Everything that can refuse the run is checked before the data is read (4 s, 1 GB).
     out = check_output_folder(cfg.out)
     resume_ckpt = None
@@ -306,10 +314,20 @@ def run(cfg: TrainConfig, given: set[str] | None = None) -> dict[str, Any]:
         cfg.model, cfg.timesteps, len(train_split.class_names), cfg.dataset, cfg.width, neuron
     )
     model = checkpoint.build_from_spec(spec)
-    trainer = Trainer(cfg, model, train_split, val_split, device, spec)
+    # Every rank has passed the checks above before any of them writes (rank 0's first last.pt
+    # would otherwise make a slower rank refuse "already holds a run").
+    distributed.init(world, device)
+    distributed.barrier(world)
+    trainer = Trainer(cfg, model, train_split, val_split, device, spec, world)
     if resume_ckpt is not None:
         trainer.resume_from(resume_ckpt, path)
-        print(f"resuming {path}: epoch {trainer.epoch + 1}, batch {trainer.batch_in_epoch}")
+        if world.is_main:
+            print(f"resuming {path}: epoch {trainer.epoch + 1}, batch {trainer.batch_in_epoch}")
+    if not world.is_main:
+        result = trainer.run()
+        distributed.shutdown()
+        return result
+    per_rank = -(-cfg.batch_size // world.size)
     atomic_write_text(
         out / "config.json",
         json.dumps(
@@ -321,17 +339,25 @@ def run(cfg: TrainConfig, given: set[str] | None = None) -> dict[str, Any]:
                 train_images=len(train_split),
                 val_images=len(val_split),
                 stock_netx_exportable=model.stock_netx_exportable(),
+                world_size=world.size,
+                global_batch=cfg.batch_size,
+                per_rank_batch=per_rank,
+                sync_batchnorm=world.distributed and not cfg.no_sync_bn,
+                learning_rate_note="--lr applies to the global batch (--batch-size): DDP averages "
+                "the ranks' gradients, so the same flags train the same model on any world size",
             ),
             indent=2,
             default=str,
         ),
     )
+    ranks = f", {world.size} ranks x {per_rank} images per batch" if world.distributed else ""
     print(
         f"training {cfg.model} ({cfg.neuron}, T={cfg.timesteps}) on "
-        f"{len(train_split)} images, {cfg.mode} mode, rho={cfg.rho:g}, device {device}"
+        f"{len(train_split)} images, {cfg.mode} mode, rho={cfg.rho:g}, device {device}{ranks}"
     )
     t0 = time.monotonic()
     result = trainer.run()
+    distributed.shutdown()
     plots.training_curves(trainer.history, out / "curves.png")
     plots.learned_dynamics(trainer.model, dict(leak=cfg.leak, threshold=cfg.threshold), out / "dynamics.png")
     last_profile = trainer.mppd_steps[str(trainer.epoch)]

@@ -48,7 +48,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 # of the steps already taken (--epochs extends or shortens the cosine schedule from here on).
 RESUMABLE_CHANGES = {
     "epochs", "resume", "quiet", "max_minutes", "checkpoint_every", "device", "data_root",
-    "download", "eval_batch_size", "out",
+    "download", "eval_batch_size", "out", "no_sync_bn",
 }  # fmt: skip
 
 
@@ -105,6 +105,7 @@ class TrainConfig:
     device: str
     checkpoint_every: int
     quiet: bool
+    no_sync_bn: bool
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainConfig:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from rssnn.atomic import atomic_write_text
 from rssnn.errors import UserError
-from rssnn.train import checkpoint, data, mppd, perturb
+from rssnn.train import checkpoint, data, distributed, mppd, perturb
 from rssnn.train.config import TrainConfig
 from rssnn.train.models import constrain_, spiking_layers
 
@@ -42,17 +42,65 @@ class BatchLosses:
 
 
 def perturbed_input(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, gen: torch.Generator
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    gen: torch.Generator,
+    shard: perturb.Shard | None = None,
 ) -> torch.Tensor:
-    """The training perturbation of ``cfg.mode`` (not called in natural mode)."""
+    """The training perturbation of ``cfg.mode`` (not called in natural mode); ``shard``: x is
+    a rank's rows of a global batch (:mod:`train.distributed`)."""
     mode = cfg.mode
     if mode == "gaussian":
-        return perturb.gaussian(x, cfg.sigma, gen)
+        return perturb.gaussian(x, cfg.sigma, gen, shard)
     if mode == "fgsm":
-        return perturb.fgsm(model, x, y, cfg.eps, gen)
+        return perturb.fgsm(model, x, y, cfg.eps, gen, shard=shard)
     if mode == "pgd":
-        return perturb.pgd(model, x, y, cfg.eps, cfg.pgd_steps, cfg.pgd_alpha, gen)
+        return perturb.pgd(model, x, y, cfg.eps, cfg.pgd_steps, cfg.pgd_alpha, gen, shard=shard)
     raise ValueError(f"unknown mode {mode}")
+
+
+class JointObjective(nn.Module):
+    """The differentiable part of a training step as one call: both passes (clean and
+    perturbed), MS-MPPD and the weighted sum. One module call per step is what
+    DistributedDataParallel allows (one forward per backward); a plain run calls it directly.
+
+    ``forward(x, x_pert, y)`` -> (loss, parts): parts = [CE clean, CE perturbed, MS-MPPD,
+    correct clean predictions], detached; ``x_pert`` None in natural mode.
+    """
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, layers: list):
+        super().__init__()
+        self.model, self.cfg, self.mppd_layers = model, cfg, layers
+
+    def forward(self, x: torch.Tensor, x_pert: torch.Tensor | None, y: torch.Tensor):
+        model, cfg, layers = self.model, self.cfg, self.mppd_layers
+        nan = x.new_tensor(float("nan"))
+        if x_pert is None:
+            logits = model(x)
+            ce = nn.functional.cross_entropy(logits, y)
+            correct = (logits.argmax(1) == y).sum().to(x.dtype)
+            return ce, torch.stack([ce.detach(), nan, nan, correct])
+        rho = cfg.rho
+        with mppd.recording(layers if rho > 0 else []):
+            logits_c = model(x)
+            clean = [m.recorded_current for _, m in layers] if rho > 0 else []
+            logits_p = model(x_pert)
+            reg = x.new_zeros(())
+            if rho > 0:
+                leak_mode, units = cfg.mppd_leak, cfg.mppd_units
+                terms = [
+                    mppd.ms_mppd(c, m.recorded_current, *mppd.recursion_params(m, leak_mode, units))
+                    for c, (_, m) in zip(clean, layers)
+                ]
+                reg = torch.stack(terms).mean()
+        ce_c = nn.functional.cross_entropy(logits_c, y)
+        ce_p = nn.functional.cross_entropy(logits_p, y)
+        kappa = cfg.kappa
+        loss = kappa * ce_c + (1 - kappa) * ce_p + rho * reg
+        correct = (logits_c.argmax(1) == y).sum().to(x.dtype)
+        return loss, torch.stack([ce_c, ce_p, reg, correct]).detach()
 
 
 def joint_loss(
@@ -62,31 +110,16 @@ def joint_loss(
     cfg: TrainConfig,
     layers: list,
     gen: torch.Generator,
+    objective: nn.Module | None = None,
+    shard: perturb.Shard | None = None,
 ) -> tuple[torch.Tensor, BatchLosses]:
-    """The training objective on one batch, and its parts for logging."""
-    if cfg.mode == "natural":
-        logits = model(x)
-        ce = nn.functional.cross_entropy(logits, y)
-        return ce, BatchLosses(ce.item(), float("nan"), float("nan"), int((logits.argmax(1) == y).sum()))
-    x_pert = perturbed_input(model, x, y, cfg, gen)
-    rho = cfg.rho
-    with mppd.recording(layers if rho > 0 else []):
-        logits_c = model(x)
-        clean = [m.recorded_current for _, m in layers] if rho > 0 else []
-        logits_p = model(x_pert)
-        reg = x.new_zeros(())
-        if rho > 0:
-            leak_mode, units = cfg.mppd_leak, cfg.mppd_units
-            terms = [
-                mppd.ms_mppd(c, m.recorded_current, *mppd.recursion_params(m, leak_mode, units))
-                for c, (_, m) in zip(clean, layers)
-            ]
-            reg = torch.stack(terms).mean()
-    ce_c = nn.functional.cross_entropy(logits_c, y)
-    ce_p = nn.functional.cross_entropy(logits_p, y)
-    kappa = cfg.kappa
-    loss = kappa * ce_c + (1 - kappa) * ce_p + rho * reg
-    return loss, BatchLosses(ce_c.item(), ce_p.item(), reg.item(), int((logits_c.argmax(1) == y).sum()))
+    """The training objective on one batch, and its parts for logging. ``objective``: the
+    (DDP-wrapped) :class:`JointObjective` of ``model``; the perturbation is crafted on
+    ``model`` itself (attack gradients are per image and need no synchronisation)."""
+    x_pert = None if cfg.mode == "natural" else perturbed_input(model, x, y, cfg, gen, shard)
+    loss, parts = (objective or JointObjective(model, cfg, layers))(x, x_pert, y)
+    ce_c, ce_p, reg, correct = parts.tolist()
+    return loss, BatchLosses(ce_c, ce_p, reg, int(correct))
 
 
 @torch.no_grad()
@@ -161,7 +194,12 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int):
 
 
 class Trainer:
-    """Runs (or resumes) one training run into ``cfg.out``."""
+    """Runs (or resumes) one training run into ``cfg.out``.
+
+    Under torchrun (``world.distributed``) every rank runs this loop on its shard of each global
+    batch (:mod:`train.distributed`); the objective is wrapped in DistributedDataParallel,
+    BatchNorm is synchronised unless ``--no-sync-bn``, and only rank 0 evaluates and writes.
+    """
 
     def __init__(
         self,
@@ -171,7 +209,11 @@ class Trainer:
         val_split: data.Split,
         device: torch.device,
         spec: dict[str, Any],
+        world: distributed.World | None = None,
     ):
+        self.world = world or distributed.World()
+        if self.world.distributed and not cfg.no_sync_bn:
+            model = distributed.synchronise_batchnorm(model, device)  # before the optimiser sees it
         self.cfg, self.model, self.device, self.spec = cfg, model.to(device), device, spec
         self.train_split, self.val_split = train_split, val_split
         self.out = Path(cfg.out)
@@ -179,6 +221,12 @@ class Trainer:
             self.layers = mppd.select_layers(model, cfg.mppd_layers)
         except ValueError as exc:
             raise UserError(f"--mppd-layers: {exc}") from exc
+        self.objective: nn.Module = JointObjective(self.model, cfg, self.layers)
+        if self.world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.objective = DistributedDataParallel(self.objective, device_ids=ids)
         self.batches_per_epoch = math.ceil(len(train_split) / cfg.batch_size)
         self.opt, self.sched = make_optimizer(model, cfg, cfg.epochs * self.batches_per_epoch)
         self.epoch, self.batch_in_epoch, self.best_acc = 0, 0, -1.0
@@ -233,7 +281,8 @@ class Trainer:
             ) from exc
 
     def save_last(self) -> None:
-        checkpoint.save(self.out / "last.pt", self.state())
+        if self.world.is_main:
+            checkpoint.save(self.out / "last.pt", self.state())
 
     # -- loop ------------------------------------------------------------------------------
     def epoch_generator(self, epoch: int) -> torch.Generator:
@@ -244,13 +293,24 @@ class Trainer:
         cfg = self.cfg
         deadline = time.monotonic() + 60 * cfg.max_minutes - self.elapsed if cfg.max_minutes else None
         stopped_early = False
-        for stale in self.out.glob(".*.tmp"):  # left by a kill during an atomic write
-            stale.unlink(missing_ok=True)
-        if not (self.out / "last.pt").exists():
-            self.save_last()  # a good state to fall back on from the very first batch
-        while self.epoch < cfg.epochs and not stopped_early:
-            stopped_early = self._train_epoch(deadline)
-            self._end_epoch(partial=stopped_early)
+        if self.world.is_main:
+            for stale in self.out.glob(".*.tmp"):  # left by a kill during an atomic write
+                stale.unlink(missing_ok=True)
+            if not (self.out / "last.pt").exists():
+                self.save_last()  # a good state to fall back on from the very first batch
+        distributed.barrier(self.world)
+        try:
+            while self.epoch < cfg.epochs and not stopped_early:
+                stopped_early = self._train_epoch(deadline)
+                self._end_epoch(partial=stopped_early)
+        except RuntimeError as exc:
+            if not self.world.distributed:
+                raise
+            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:160]
+            raise UserError(
+                f"rank {self.world.rank}: the process group failed ({first}); another rank "
+                f"probably stopped; the last checkpoint is '{self.out / 'last.pt'}' (resume with --resume)"
+            ) from exc
         return dict(history=self.history, best_acc=self.best_acc, stopped_early=stopped_early)
 
     def _train_epoch(self, deadline: float | None) -> bool:
@@ -271,7 +331,7 @@ class Trainer:
             initial=self.batch_in_epoch,
             desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
             leave=False,
-            disable=cfg.quiet,
+            disable=cfg.quiet or not self.world.is_main,
             dynamic_ncols=True,
             mininterval=0.5 if sys.stderr.isatty() else 30.0,
         )  # keep log files small
@@ -279,9 +339,23 @@ class Trainer:
             if b < self.batch_in_epoch:  # resuming mid-epoch: replay order and augmentation
                 continue
             t0 = time.monotonic()
+            shard = None
+            if self.world.distributed:  # this rank's rows of the global batch
+                rows = self.world.shard(len(y))
+                shard = (rows.start, len(y))
+                x, y = x[rows], y[rows]
             x, y = x.to(self.device), y.to(self.device)
-            loss, parts = joint_loss(model, x, y, cfg, self.layers, self.noise_gen)
-            if not torch.isfinite(loss):
+            loss, parts = joint_loss(model, x, y, cfg, self.layers, self.noise_gen, self.objective, shard)
+            # One all-reduce per batch (none in a plain run): the logged sums over the global
+            # batch, and the flags every rank must agree on before the backward's collectives.
+            n = len(y)
+            past_deadline = deadline is not None and time.monotonic() > deadline
+            totals = distributed.sum_across(
+                [loss.item() * n, parts.ce_clean * n, parts.ce_pert * n, parts.mppd * n,
+                 parts.correct, n, int(not torch.isfinite(loss)), int(past_deadline)],
+                self.world, self.device,
+            )  # fmt: skip
+            if totals[6]:
                 bar.close()
                 raise TrainingDiverged(
                     f"loss became {loss.item()} at epoch {self.epoch + 1}, batch {b + 1}; "
@@ -294,12 +368,8 @@ class Trainer:
             self.sched.step()
             constrain_(model)
             r = self.running
-            r["loss"] += loss.item() * len(y)
-            r["ce_clean"] += parts.ce_clean * len(y)
-            r["ce_pert"] += parts.ce_pert * len(y)
-            r["mppd"] += parts.mppd * len(y)
-            r["correct"] += parts.correct
-            r["seen"] += len(y)
+            for key, value in zip(("loss", "ce_clean", "ce_pert", "mppd", "correct", "seen"), totals):
+                r[key] += value
             dt = time.monotonic() - t0
             r["seconds"] += dt
             self.elapsed += dt
@@ -309,13 +379,24 @@ class Trainer:
             )
             if cfg.checkpoint_every and self.batch_in_epoch % cfg.checkpoint_every == 0:
                 self.save_last()
-            if deadline is not None and time.monotonic() > deadline:
+            if totals[7]:
                 bar.close()
                 return True
         bar.close()
         return False
 
     def _end_epoch(self, partial: bool) -> None:
+        """Validation, metrics and checkpoints (rank 0 alone; the others wait for it)."""
+        if not self.world.is_main:
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self.running = {k: 0 for k in self.running}
+            distributed.barrier(self.world)
+            return
+        self._evaluate_and_save(partial)
+        distributed.barrier(self.world)
+
+    def _evaluate_and_save(self, partial: bool) -> None:
         cfg, r = self.cfg, self.running
         seen = max(1, r["seen"])
         val_acc = evaluate(self.model, self.val_split, cfg.eval_batch_size, self.device)

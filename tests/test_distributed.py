@@ -1,0 +1,121 @@
+"""Training under torchrun: 2 CPU ranks (gloo) compute what one process computes, resume, and
+stop together when one of them dies. The runs are the real command under the real launcher."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from conftest import ROOT, call_main
+
+from rssnn.train import checkpoint
+
+TINY = ["--device", "cpu", "--val-size", "100", "--width", "4", "--timesteps", "2", "--batch-size", "20",
+        "--quiet", "--checkpoint-every", "0"]  # fmt: skip
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+
+
+def _torchrun(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "train/cifar.py", *args]  # fmt: skip
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=ENV)
+
+
+def _train_here(*args: str) -> None:
+    from rssnn.train import cifar
+
+    assert call_main(cifar.main, list(args)) == 0
+
+
+def _assert_same_parameters(a: Path, b: Path, rtol: float = 1e-5) -> float:
+    """Every parameter and buffer of two checkpoints equal to float tolerance; the worst
+    relative difference."""
+    sa, sb = checkpoint.load(a)["state_dict"], checkpoint.load(b)["state_dict"]
+    assert sa.keys() == sb.keys()
+    worst = 0.0
+    for key, va in sa.items():
+        vb = sb[key]
+        if not va.is_floating_point():
+            assert torch.equal(va, vb), key
+            continue
+        rel = ((va - vb).abs().max() / vb.abs().max().clamp(min=1e-12)).item()
+        assert rel <= rtol, (key, rel)
+        worst = max(worst, rel)
+    return worst
+
+
+def test_two_ranks_train_what_one_process_trains_and_resume_alike(cifar_root, tmp_path, capsys):
+    """4 steps of 2-rank DDP (per-rank batch 10, synchronised BatchNorm, Gaussian noise and
+    MS-MPPD on every layer) end with the parameters of one process with batch 20 on the same
+    data order; both then resume for a second epoch and still agree."""
+    from rssnn.export import to_netx
+
+    common = ["--data-root", str(cifar_root), "--train-limit", "80", "--mppd-layers", "all", *TINY]
+    ddp, one = tmp_path / "ddp", tmp_path / "one"
+    res = _torchrun(*common, "--out", str(ddp), "--epochs", "1")
+    assert res.returncode == 0, res.stderr[-3000:]
+    _train_here(*common, "--out", str(one), "--epochs", "1")
+    _assert_same_parameters(ddp / "last.pt", one / "last.pt")
+    config = json.loads((ddp / "config.json").read_text())
+    assert (config["world_size"], config["global_batch"], config["per_rank_batch"]) == (2, 20, 10)
+    assert config["sync_batchnorm"] is True
+    ddp_history = json.loads((ddp / "metrics.json").read_text())["epochs"][0]
+    one_history = json.loads((one / "metrics.json").read_text())["epochs"][0]
+    assert ddp_history["images"] == one_history["images"] == 80  # logged over the global batch
+    assert abs(ddp_history["train_loss"] - one_history["train_loss"]) < 1e-5
+
+    refused = _torchrun(*common, "--out", str(ddp), "--resume", "--epochs", "2", "--seed", "3")
+    assert refused.returncode != 0 and "error: --resume of" in refused.stderr
+    res = _torchrun(*common, "--out", str(ddp), "--resume", "--epochs", "2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    _train_here(*common, "--out", str(one), "--resume", "--epochs", "2")
+    assert checkpoint.load(ddp / "last.pt")["epoch"] == 2
+    _assert_same_parameters(ddp / "last.pt", one / "last.pt")
+    # a checkpoint written under DDP is an ordinary one: the single-process export reads it
+    assert to_netx.main(["--checkpoint", str(ddp / "best.pt"), "--out", str(tmp_path / "m.net")]) == 0
+
+
+def _workers(launcher: int) -> list[int]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
+    return [int(p) for p, pp in (line.split() for line in out.splitlines()) if int(pp) == launcher]
+
+
+def test_a_rank_that_dies_stops_every_rank_and_the_checkpoint_resumes(cifar_root, tmp_path):
+    """SIGKILL to one rank mid-epoch (FGSM training): the other rank stops with one line, the
+    launcher exits non-zero, no process is left, and last.pt loads and resumes."""
+    out = tmp_path / "run"
+    args = ["--data-root", str(cifar_root), "--train-limit", "2000", "--mode", "fgsm", *TINY[:-2],
+            "--checkpoint-every", "2", "--out", str(out), "--epochs", "1"]  # fmt: skip
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "train/cifar.py", *args]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ENV, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            if (out / "last.pt").exists() and checkpoint.load(out / "last.pt")["batch_in_epoch"] >= 2:
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.5)
+        workers = _workers(proc.pid)
+        assert len(workers) == 2, workers
+        os.kill(max(workers), signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode != 0
+    assert "the process group failed" in err, err[-3000:]
+    ours = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(ours) == 1, ours
+    time.sleep(1)
+    assert _workers(proc.pid) == [] and not [w for w in workers if Path(f"/proc/{w}").exists()]
+    state = checkpoint.load(out / "last.pt")
+    assert state["epoch"] == 0 and state["batch_in_epoch"] >= 2
