@@ -6,6 +6,7 @@ rssnn export    [flags of export/to_netx.py]     NetX HDF5 + bit-exact verificat
 rssnn run       [flags of lava_procs.run]        Lava processes + on-device monitor
 rssnn demo      [flags of rssnn.demo]            the whole pipeline on a short budget
 rssnn report    RUN_FOLDER                       summary of a training run
+rssnn cost      --net FILE.net --out REPORT.json Loihi 2 neurocores and chips (estimate)
 rssnn migrate-checkpoint --trust SRC DST         re-save a trusted old checkpoint safely
 """
 
@@ -21,6 +22,7 @@ COMMANDS = {
     "run": "rssnn.lava_procs.run",
     "demo": "rssnn.demo",
     "report": "rssnn.report",
+    "cost": "rssnn.cost",
     "migrate-checkpoint": "rssnn.train.migrate_checkpoint",
 }
 

@@ -337,7 +337,7 @@ def _read_skips(
     skips = []
     for j in range(len(g["skip"]) if "skip" in g else 0):
         s = g[f"skip/{j}"]
-        kind, source = _layer_type(s), int(read_integers(s, "source", ())[()])
+        kind, source = layer_type(s), int(read_integers(s, "source", ())[()])
         if kind not in KINDS or source not in lowered_of or not layers[lowered_of[source]].spiking:
             raise UserError(
                 f"'{path}' {name}: skip {j} ({kind} from layer {source}) must be a synapse "
@@ -348,7 +348,7 @@ def _read_skips(
     return skips
 
 
-def _layer_type(g: h5py.Group) -> str:
+def layer_type(g: h5py.Group) -> str:
     """A NetX group's ``type``: a length-1 array of short ASCII text."""
     t = g["type"]
     if not isinstance(t, h5py.Dataset) or t.shape != (1,) or t.dtype.kind != "S" or t.dtype.itemsize > 16:
@@ -356,7 +356,7 @@ def _layer_type(g: h5py.Group) -> str:
     return t[0].decode("ascii", "replace")
 
 
-def _shape(g: h5py.Group) -> tuple[int, ...]:
+def declared_shape(g: h5py.Group) -> tuple[int, ...]:
     """A layer's declared neuron grid, bounded before anything is sized from it."""
     shape = tuple(int(x) for x in read_integers(g, "shape", ndim=1))
     if not 1 <= len(shape) <= 3 or min(shape) < 1 or int(np.prod(shape)) > MAX_LAYER_NEURONS:
@@ -397,7 +397,7 @@ def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
     try:
         with open_checked(path) as f:
             group = f["layer"]
-            input_shape = _shape(group["0"])
+            input_shape = declared_shape(group["0"])
             shape: tuple[int, ...] = input_shape
             flatten = False
             residual = "residual" in meta["features"]
@@ -409,7 +409,7 @@ def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
             lowered_of: dict[int, int] = {}  # NetX layer index -> lowered layer index
             for i in range(first, len(group)):
                 g = group[str(i)]
-                kind = _layer_type(g)
+                kind = layer_type(g)
                 if kind == "flatten":
                     flatten = True
                     continue
@@ -417,7 +417,7 @@ def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
                     raise UserError(
                         f"'{path}' layer {i}: unsupported layer type '{kind}' (known: {', '.join(KINDS)})"
                     )
-                out_shape = _shape(g)
+                out_shape = declared_shape(g)
                 spiking = i != len(group) - 1  # the schema's last layer is the read-out
                 c = out_shape[0]
                 layer = LoweredLayer(
