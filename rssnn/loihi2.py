@@ -33,7 +33,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from rssnn.errors import UserError
+from rssnn.errors import UserError, first_line
 
 
 @dataclass(frozen=True)
@@ -203,8 +203,7 @@ def read_layers(path: str | Path) -> list[LayerCost]:
                 layers.append(cost)
                 shape = out
     except (KeyError, ValueError, TypeError, OSError, IndexError) as exc:
-        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
-        raise UserError(f"'{path}' is damaged: {first}") from exc
+        raise UserError(f"'{path}' is damaged: {first_line(exc, 200)}") from exc
     return layers
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from rssnn import __version__ as RSSNN_VERSION
 from rssnn import dynamics
-from rssnn.errors import UserError
+from rssnn.errors import UserError, first_line
 from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet, SkipSynapse
 from rssnn.neuron import LoihiCuba
 from rssnn.synapse_kinds import KINDS, kind_of, read_integers
@@ -440,8 +440,7 @@ def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
                 layers.append(layer)
                 shape = out_shape
     except (KeyError, ValueError, TypeError, StopIteration, OSError, IndexError, OverflowError) as exc:
-        first_line = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
-        raise UserError(f"'{path}' is damaged: {first_line}") from exc
+        raise UserError(f"'{path}' is damaged: {first_line(exc, 200)}") from exc
     if len(input_shape) != 3:
         raise UserError(f"'{path}' input shape {input_shape} is not (C, H, W)")
     readout = layers[-1].out_shape

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from rssnn.atomic import atomic_write_bytes, file_sha256  # noqa: F401  (re-exported for callers)
-from rssnn.errors import UserError
+from rssnn.errors import UserError, first_line
 from rssnn.torch_archive import read_state_archive
 from rssnn.train.models import build_model
 from rssnn.train.neurons import NeuronConfig
@@ -136,6 +136,7 @@ def restore_model(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> nn.M
         model = build_from_spec(ckpt["model"])
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise UserError(f"checkpoint '{path}' does not match its model description: {first}") from exc
+        raise UserError(
+            f"checkpoint '{path}' does not match its model description: {first_line(exc)}"
+        ) from exc
     return model

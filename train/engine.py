@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from rssnn.atomic import atomic_write_text
-from rssnn.errors import UserError
+from rssnn.errors import UserError, first_line
 from rssnn.train import checkpoint, data, distributed, mppd, perturb
 from rssnn.train.config import TrainConfig
 from rssnn.train.models import constrain_, spiking_layers
@@ -306,9 +306,8 @@ class Trainer:
         except RuntimeError as exc:
             if not self.world.distributed:
                 raise
-            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:160]
             raise UserError(
-                f"rank {self.world.rank}: the process group failed ({first}); another rank "
+                f"rank {self.world.rank}: the process group failed ({first_line(exc, 160)}); another rank "
                 f"probably stopped; the last checkpoint is '{self.out / 'last.pt'}' (resume with --resume)"
             ) from exc
         return dict(history=self.history, best_acc=self.best_acc, stopped_early=stopped_early)
