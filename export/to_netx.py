@@ -101,9 +101,9 @@ def _claimed_export(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             f"checkpoint '{ckpt_path}' has num_steps={ckpt['model'].get('num_steps')}; T must be >= 1"
         )
     model = checkpoint.restore_model(ckpt, ckpt_path).eval()
-    for stale in out.parent.glob(f".{out.name}.*.partial"):  # left by a killed export
-        if not _pid_alive(stale.name[len(out.name) + 2 : -len(".partial")]):  # not a running one
-            stale.unlink(missing_ok=True)
+    # Every export to ``out`` holds its claim, so any partial file beside it is a killed one's.
+    for stale in out.parent.glob(f".{out.name}.*.partial"):
+        stale.unlink(missing_ok=True)
     partial = out.parent / f".{out.name}.{os.getpid()}.partial"
     try:
         with cleanup_on_exit():
@@ -115,17 +115,6 @@ def _claimed_export(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     finally:
         partial.unlink(missing_ok=True)
     return result
-
-
-def _pid_alive(text: str) -> bool:
-    """Whether the process whose PID a partial file's name carries is still running."""
-    try:
-        os.kill(int(text), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _export_to(partial: Path, out: Path, args, ckpt, ckpt_path: Path, model) -> dict[str, Any]:
