@@ -249,17 +249,22 @@ def _json_attribute(path: Path, meta: dict[str, Any], key: str, kind: type) -> A
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The ``/rssnn`` attributes of a file; UserError for missing, foreign or corrupt files."""
+    path = Path(path)
+    with open_checked(path) as f:
+        return _metadata(path, f)
+
+
+def _metadata(path: Path, f: h5py.File) -> dict[str, Any]:
+    """:func:`read_metadata` of a file :func:`open_checked` opened."""
     from rssnn.cifar import DATASETS
 
-    path = Path(path)
+    if "rssnn" not in f or "layer" not in f:
+        raise UserError(
+            f"'{path}' is not an rssnn-lava NetX file (no /rssnn metadata); "
+            "export it with python export/to_netx.py"
+        )
     try:
-        with open_checked(path) as f:
-            if "rssnn" not in f or "layer" not in f:
-                raise UserError(
-                    f"'{path}' is not an rssnn-lava NetX file (no /rssnn metadata); "
-                    "export it with python export/to_netx.py"
-                )
-            meta = {k: _decode(v) for k, v in f["rssnn"].attrs.items()}
+        meta = {k: _decode(v) for k, v in f["rssnn"].attrs.items()}
     except OSError as exc:
         raise UserError(f"'{path}' is not a readable HDF5 file (truncated or corrupt?)") from exc
     if meta.get("format") != FORMAT:
@@ -390,12 +395,12 @@ def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
 
     Every declared shape is checked before its data is read; any damage is one UserError line.
     """
-    meta = read_metadata(path)
     path = Path(path)
     layers: list[LoweredLayer] = []
-    names, scales = iter(meta["layer_names"]), iter(meta["layer_scales"])
-    try:
-        with open_checked(path) as f:
+    with open_checked(path) as f:  # opened (and its structure checked) once for both parts
+        meta = _metadata(path, f)
+        names, scales = iter(meta["layer_names"]), iter(meta["layer_scales"])
+        try:
             group = f["layer"]
             input_shape = declared_shape(group["0"])
             shape: tuple[int, ...] = input_shape
@@ -439,8 +444,8 @@ def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
                 lowered_of[i] = len(layers)
                 layers.append(layer)
                 shape = out_shape
-    except (KeyError, ValueError, TypeError, StopIteration, OSError, IndexError, OverflowError) as exc:
-        raise UserError(f"'{path}' is damaged: {first_line(exc, 200)}") from exc
+        except (KeyError, ValueError, TypeError, StopIteration, OSError, IndexError, OverflowError) as exc:
+            raise UserError(f"'{path}' is damaged: {first_line(exc, 200)}") from exc
     if len(input_shape) != 3:
         raise UserError(f"'{path}' input shape {input_shape} is not (C, H, W)")
     readout = layers[-1].out_shape
