@@ -59,6 +59,15 @@ def _refuse_non_regular(path: Path, flag: str) -> None:
         )
 
 
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
@@ -71,9 +80,8 @@ def check_output_file(path: str | Path, flag: str = "--out") -> Path:
     """
     path = Path(path)
     _refuse_non_regular(path, flag)
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+    missing = _missing_folders(path.parent)
+    folder = missing[-1].parent if missing else path.parent
     if not folder.is_dir():
         raise UserError(f"cannot write {flag} '{path}': '{folder}' is not a folder")
     try:
@@ -151,10 +159,7 @@ def _pid_alive(pid: int) -> bool:
 
 def _make_folders(folder: Path) -> list[Path]:
     """``mkdir -p folder``; returns the folders it created, deepest first."""
-    missing = []
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
+    missing = _missing_folders(folder)
     for f in reversed(missing):
         f.mkdir(exist_ok=True)
     return missing
