@@ -156,12 +156,3 @@ def sum_across(values: list[float], world: World, device: torch.device) -> list[
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()
-
-
-def broadcast_flag(flag: bool, world: World, device: torch.device) -> bool:
-    """Rank 0's ``flag`` on every rank."""
-    if not world.distributed:
-        return flag
-    t = torch.tensor([1 if flag else 0], device=device)
-    dist.broadcast(t, 0)
-    return bool(t.item())
