@@ -136,13 +136,10 @@ def _vanished(name: str, limits: dict[str, float]) -> UserError:
     )
 
 
-def _quantise_weight(
-    w: torch.Tensor, k: float, name: str, limits: dict[str, float], required: bool = True
-) -> np.ndarray:
+def _quantise_weight(w: torch.Tensor, k: float) -> np.ndarray:
+    """Float weights at scale ``k`` as Loihi's even 8-bit mantissas (int64)."""
     lo, hi = dynamics.WEIGHT_MANT_RANGE
     q = 2 * torch.round(w * k / 2)  # even mantissas: Loihi's 8-bit mixed-sign weights
-    if required and not q.abs().max() > 0:
-        raise _vanished(name, limits)
     return q.clamp(lo, hi).to(torch.int64).numpy()
 
 
@@ -231,8 +228,8 @@ def _lower_layer(
     flat = torch.cat([r.reshape(r.shape[0], -1) for r in rows], 1)
     th_max = neuron.clamped()[1].max().item() if neuron is not None else 1.0
     k, limits = _choose_scale(flat, bias, th_max, _current_bound(flat, bias, input_max, norm))
-    quantised = [_quantise_weight(r, k, name, limits, required=False) for r in rows]
-    if not any(q.any() for q in quantised):
+    quantised = [_quantise_weight(r, k) for r in rows]
+    if not any(q.any() for q in quantised):  # one term may vanish, not all of them
         raise _vanished(name, limits)
     for term, r, q in zip([own, *skips], rows, quantised):
         if not q.any():
