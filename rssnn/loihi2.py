@@ -174,7 +174,7 @@ def read_layers(path: str | Path) -> list[LayerCost]:
             group = f["layer"]
             names = _rssnn_layer_names(f)
             shape: tuple[int, ...] | None = None
-            spiking_index = 0
+            synapse_index = 0
             for i in sorted(group, key=int):
                 g = group[i]
                 kind = layer_type(g)
@@ -189,13 +189,13 @@ def read_layers(path: str | Path) -> list[LayerCost]:
                         "known: input, conv, dense, flatten, pool"
                     )
                 out = declared_shape(g)
-                named = kind != "input" and spiking_index < len(names)
-                name = names[spiking_index] if named else kind
+                named = kind != "input" and synapse_index < len(names)
+                name = names[synapse_index] if named else kind
                 cost = LayerCost(int(i), f"{i}:{name}", kind, _neuron_model(g), out, int(np.prod(out)))
                 if kind == "input":
                     cost.neuron_model = None
                 else:
-                    spiking_index += 1
+                    synapse_index += 1
                     weights = [read_integers(g, "weight")]
                     skips = sorted(g["skip"], key=int) if "skip" in g else []
                     weights += [read_integers(g["skip"][j], "weight") for j in skips]
