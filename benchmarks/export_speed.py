@@ -17,7 +17,7 @@ import torch
 import rssnn  # noqa: F401
 from rssnn import netx_file
 from rssnn.export import lowering
-from rssnn.export.verify import verify
+from rssnn.export.verify import model_predictor, verify
 from rssnn.train import checkpoint, data
 from rssnn.train.models import build_model, calibrate_batchnorm
 
@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> dict:
         path = Path(tmp) / "m.net"
         netx_file.write(path, net, {})
         t_write = time.perf_counter() - t0
-        report = verify(path, net, model, split.images[: args.images], split.labels[: args.images])
+        report = verify(
+            path, net, model_predictor(model), split.images[: args.images], split.labels[: args.images]
+        )
     total = time.perf_counter() - t0
     out = dict(
         benchmark="export_speed",

@@ -1,4 +1,6 @@
-"""Lower a trained spiking model to Loihi 2 integers (the content of a NetX file).
+"""Fold a trained spiking model into a :class:`FoldedNet` (:func:`fold`), and lower any folded
+network, from a checkpoint or a NIR graph, to Loihi 2 integers: the content of a NetX file
+(:func:`lower_folded`, through the one seam :func:`_lower_layer`).
 
 Per spiking layer, in the float model ``I = BN(W * s) = W' * s + b'``. We pick a per-layer scale
 ``k`` (integer units per unit of float current) and write
@@ -28,7 +30,6 @@ The model is never modified: lowering reads copies of its tensors.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -36,8 +37,8 @@ from torch import nn
 
 from rssnn import dynamics
 from rssnn.errors import UserError
+from rssnn.export.folded import FoldedLayer, FoldedNet, ImageInput, Term
 from rssnn.lowered import PIXEL_LEVELS, LoweredLayer, LoweredNet, SkipSynapse
-from rssnn.neuron import LoihiCuba
 from rssnn.synapse_kinds import conv_output_shape
 from rssnn.train.models import (
     AvgPool,
@@ -94,19 +95,19 @@ def _fold_input(
     return torch.cat([w_pix, const], 1)  # one bias-channel feature carries the bias
 
 
-def _current_bound(w: torch.Tensor, b: torch.Tensor, input_max: float, norm: nn.Module | None) -> float:
+def _current_bound(w: torch.Tensor, b: torch.Tensor, input_max: float, bn_bound) -> float:
     """Largest |synaptic input| (float units) the layer can meet.
 
     The worst case over inputs in [0, input_max] is ``input_max * max(sum w+, sum |w-|)``. With
-    BatchNorm the training statistics give a realistic bound: the normalised current stays
-    within 8 standard deviations, |I - beta| <= 8 |gamma|, i.e. |W' x| <= 8 |gamma| + |beta - b'|.
+    BatchNorm (``bn_bound`` = (|gamma|, beta)) the training statistics give a realistic bound:
+    the normalised current stays within 8 standard deviations, |I - beta| <= 8 |gamma|, i.e.
+    |W' x| <= 8 |gamma| + |beta - b'|.
     """
     rows = w.reshape(w.shape[0], -1)
     worst = input_max * torch.maximum(rows.clamp(min=0).sum(1), (-rows).clamp(min=0).sum(1))
-    if norm is not None:
-        gamma = norm.weight.detach().double().abs()
-        stat = 8 * gamma + (norm.bias.detach().double() - b).abs()
-        worst = torch.minimum(worst, stat)
+    if bn_bound is not None:
+        gamma, beta = bn_bound
+        worst = torch.minimum(worst, 8 * gamma + (beta - b).abs())
     return worst.max().item()
 
 
@@ -143,12 +144,6 @@ def _quantise_weight(w: torch.Tensor, k: float) -> np.ndarray:
     return q.clamp(lo, hi).to(torch.int64).numpy()
 
 
-def _loihi_neuron(neuron, k: float) -> LoihiCuba:
-    """A DLIF layer's neuron in integers, for weights of ``1/k`` float units per step."""
-    params = neuron.loihi_params(1.0 / k)
-    return LoihiCuba(params["iDecay"], params["vDecay"], params["vThMant"])
-
-
 def _check_exportable(model: nn.Module) -> None:
     if not isinstance(model, SpikingNet | ResNet):
         _, why = model.stock_netx_exportable()
@@ -163,60 +158,33 @@ def _check_exportable(model: nn.Module) -> None:
         )
 
 
-def _input_normalisation(model: nn.Module) -> _Input:
+def _input_normalisation(model: nn.Module) -> ImageInput:
     mean = model.normalize.mean.detach().double().view(-1)
     std = model.normalize.std.detach().double().view(-1)
-    return _Input(mean, std, (len(mean) + 1, model.image_size, model.image_size))
+    return ImageInput(mean, std, (len(mean), model.image_size, model.image_size))
 
 
-@dataclass
-class _Term:
-    """One float synapse into a layer: conv weights [O, I, kh, kw] (float64) from the layer at
-    lowered index ``source`` (-1: the image, only as a first layer's own synapse)."""
-
-    source: int
-    weight: torch.Tensor
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-
-    def scaled(self, c: float) -> _Term:
-        return _Term(self.source, self.weight * c, self.stride, self.padding)
+def _bn_bound(norm: nn.Module | None):
+    """(|gamma|, beta) [O] of a BatchNorm, for :func:`_current_bound`; None without one."""
+    if norm is None:
+        return None
+    return norm.weight.detach().double().abs(), norm.bias.detach().double()
 
 
-@dataclass
-class _Input:
-    """The image side of the first layer: normalisation mean and std [3] (float64) and the
-    lowered input shape (C + 1, H, W), the pixels plus the bias channel."""
+def _lower_layer(layers: list[LoweredLayer], layer: FoldedLayer, image: ImageInput) -> LoweredLayer:
+    """The one seam from a :class:`FoldedLayer` to a :class:`LoweredLayer` (every front end
+    ends here; ``layers`` are the ones lowered so far).
 
-    mean: torch.Tensor
-    std: torch.Tensor
-    shape: tuple[int, int, int]
-
-
-def _lower_layer(
-    layers: list[LoweredLayer],
-    name: str,
-    kind: str,
-    own: _Term,
-    bias: torch.Tensor,
-    in_shape: tuple[int, ...],
-    image: _Input,
-    *,
-    norm: nn.Module | None = None,
-    neuron: nn.Module | None = None,
-    skips: list[_Term] = (),
-    flatten_before: bool = False,
-) -> LoweredLayer:
-    """The one seam from float synapses to a :class:`LoweredLayer` (every front end ends here).
-
-    ``own`` and ``skips`` carry float64 weights with BatchNorm already folded in, ``bias`` [O]
-    the folded shift. A first layer (none lowered yet) gets the input normalisation and its bias
-    folded onto the bias channel. One scale ``k`` serves all terms (the current bound covers
-    their sum); a term that rounds to zero at 8 bits is dropped with a warning (a residual
-    branch that its learned mixing switched off), and only all of them vanishing is fatal.
+    A first layer (none lowered yet) gets the input normalisation and its bias folded onto
+    the bias channel. One scale ``k`` serves all terms (the current bound covers their sum); a
+    term that rounds to zero at 8 bits is dropped with a warning (a residual branch that its
+    learned mixing switched off), and only all of them vanishing is fatal.
     """
+    name, kind, own, bias, neuron = layer.name, layer.kind, layer.own, layer.bias, layer.neuron
     first = not layers
     conv = kind == "conv"
+    source_shape = image.lowered_shape if first else layers[-1].out_shape
+    in_shape = source_shape if conv else (int(np.prod(source_shape)),)
     w, input_max = own.weight, 1.0
     if first:  # the bias moves onto the bias channel's weights
         w = _fold_input(w, bias, image.mean, image.std, conv)
@@ -224,14 +192,23 @@ def _lower_layer(
         input_max = PIXEL_LEVELS
     if not conv and w.shape[1] != in_shape[0]:
         raise UserError(f"cannot export {name}: {w.shape[1]} inputs for {in_shape[0]} features")
-    rows = [w] + [t.weight for t in skips]
+    if neuron is not None and bool(((neuron.current_leak > 0) & (bias.numpy() != 0)).any()):
+        # The float neuron filters its bias through the current (u = cl u + W s + b); Loihi adds
+        # a bias to v. Only the first layer's bias rides on the input's bias channel (a current).
+        raise UserError(
+            f"cannot export {name}: it has a bias and its neurons keep a current (current leak "
+            f"{float(neuron.current_leak.max()):.3g}); Loihi adds a bias to v, not to the current, so "
+            "this has no exact mapping: train this layer without a bias (snnTorch: bias=False), "
+            "or without a current state (current leak 0, NIR tau_syn = dt)"
+        )
+    rows = [w] + [t.weight for t in layer.skips]
     flat = torch.cat([r.reshape(r.shape[0], -1) for r in rows], 1)
-    th_max = neuron.clamped()[1].max().item() if neuron is not None else 1.0
-    k, limits = _choose_scale(flat, bias, th_max, _current_bound(flat, bias, input_max, norm))
+    th_max = float(neuron.threshold.max()) if neuron is not None else 1.0
+    k, limits = _choose_scale(flat, bias, th_max, _current_bound(flat, bias, input_max, layer.bn_bound))
     quantised = [_quantise_weight(r, k) for r in rows]
     if not any(q.any() for q in quantised):  # one term may vanish, not all of them
         raise _vanished(name, limits)
-    for term, r, q in zip([own, *skips], rows, quantised):
+    for term, r, q in zip(layer.terms, rows, quantised):
         if not q.any():
             source = "the image" if term.source < 0 else layers[term.source].name
             warnings.warn(
@@ -249,31 +226,48 @@ def _lower_layer(
         in_shape,
         out_shape,
         k,
-        flatten_before=flatten_before,
+        flatten_before=layer.flatten_before,
         spiking=neuron is not None,
-        neuron=_loihi_neuron(neuron, k) if neuron is not None else None,
+        neuron=neuron.to_loihi(1.0 / k) if neuron is not None else None,
         limits=limits,
         skips=[
             SkipSynapse(t.source, q, layers[t.source].out_shape, t.stride, t.padding)
-            for t, q in zip(skips, quantised[1:])
+            for t, q in zip(layer.skips, quantised[1:])
         ],
         **geometry,
     )
 
 
-def lower(model: nn.Module, class_names: list[str]) -> LoweredNet:
-    """Lower a :class:`SpikingNet` or :class:`ResNet` to integers; other models raise UserError."""
+def lower_folded(net: FoldedNet, class_names: list[str]) -> LoweredNet:
+    """A folded float network in Loihi integers: :func:`_lower_layer` layer by layer."""
+    layers: list[LoweredLayer] = []
+    for layer in net.layers:
+        try:
+            layers.append(_lower_layer(layers, layer, net.image))
+        except ValueError as exc:  # a threshold the 17-bit mantissa cannot hold at this scale
+            raise UserError(f"cannot export {layer.name}: {exc}") from None
+    return LoweredNet(net.image.lowered_shape, net.num_steps, layers, list(class_names))
+
+
+def fold(model: nn.Module) -> FoldedNet:
+    """A :class:`SpikingNet` or :class:`ResNet` as a :class:`FoldedNet` (other models raise
+    UserError). The model is never modified: folding reads copies of its tensors."""
     _check_exportable(model)
     model = model.eval()
     image = _input_normalisation(model)
-    lower_body = _lower_resnet if isinstance(model, ResNet) else _lower_chain
-    return LoweredNet(image.shape, model.num_steps, lower_body(model, image), list(class_names))
+    fold_body = _fold_resnet if isinstance(model, ResNet) else _fold_chain
+    return FoldedNet(image, model.num_steps, fold_body(model))
 
 
-def _lower_chain(model: SpikingNet, image: _Input) -> list[LoweredLayer]:
+def lower(model: nn.Module, class_names: list[str]) -> LoweredNet:
+    """Lower a :class:`SpikingNet` or :class:`ResNet` to integers; other models raise UserError."""
+    return lower_folded(fold(model), class_names)
+
+
+def _fold_chain(model: SpikingNet) -> list[FoldedLayer]:
     """A feed-forward :class:`SpikingNet`: pooling and flattening fold into the next synapse."""
-    shape: tuple[int, ...] = image.shape
-    layers: list[LoweredLayer] = []
+    shape: tuple[int, ...] = (0, model.image_size, model.image_size)  # only H, W are read
+    layers: list[FoldedLayer] = []
     pending_pool = pending_flatten = False
     units = list(model.layers) + [model.readout]
     for idx, unit in enumerate(units):
@@ -293,7 +287,8 @@ def _lower_chain(model: SpikingNet, image: _Input) -> list[LoweredLayer]:
             stride, padding = tuple(unit.synapse.stride[:2]), tuple(unit.synapse.padding[:2])
             if pending_pool:
                 w, stride, padding = _fold_pool_into_conv(w, stride, padding)
-            own, kind, in_shape, flatten = _Term(len(layers) - 1, w, stride, padding), "conv", shape, False
+            own, kind, flatten = Term(len(layers) - 1, w, stride, padding), "conv", False
+            shape = conv_output_shape((w.shape[1], *shape[1:]), w.shape, stride, padding)
         else:
             w, b = _fold_bn(
                 unit.synapse.weight.reshape(unit.synapse.weight.shape[0], -1), unit.norm, unit.bias
@@ -301,25 +296,25 @@ def _lower_chain(model: SpikingNet, image: _Input) -> list[LoweredLayer]:
             if pending_pool:
                 c, hh, ww = shape
                 w = _fold_pool_into_dense(w, c, hh // 2, ww // 2)
-            own, kind, in_shape = _Term(len(layers) - 1, w), "dense", (int(np.prod(shape)),)
+            own, kind = Term(len(layers) - 1, w), "dense"
             flatten, pending_flatten = pending_flatten, False
+            shape = (w.shape[0],)
         pending_pool = False
-        layer = _lower_layer(
-            layers, name, kind, own, b, in_shape, image,
-            norm=getattr(unit, "norm", None), neuron=unit.neuron, flatten_before=flatten,
-        )  # fmt: skip
-        layers.append(layer)
-        shape = layer.out_shape
+        neuron = unit.neuron.float_form() if unit.neuron is not None else None
+        norm = getattr(unit, "norm", None)
+        layers.append(
+            FoldedLayer(name, kind, own, b, neuron, flatten_before=flatten, bn_bound=_bn_bound(norm))
+        )
     return layers
 
 
-def _conv_term(source: int, conv: nn.Module) -> _Term:
+def _conv_term(source: int, conv: nn.Module) -> Term:
     w = conv.weight.detach().double()[..., 0]
-    return _Term(source, w, tuple(conv.stride[:2]), tuple(conv.padding[:2]))
+    return Term(source, w, tuple(conv.stride[:2]), tuple(conv.padding[:2]))
 
 
 def _residual_layer(
-    layers: list[LoweredLayer], terms: list[_Term], norm: nn.Module, neuron: nn.Module, name: str, image
+    layers: list[FoldedLayer], terms: list[Term], norm: nn.Module, neuron: nn.Module, name: str
 ) -> int:
     """A neuron reading the residual stream ``BN(sum of terms)``: BN's scale folds into every
     term, its shift into the bias; the term from the previous layer is the layer's own synapse,
@@ -332,51 +327,51 @@ def _residual_layer(
             "plus skips from spiking layers (an identity shortcut around the stem is not)"
         )
     scale, b = batchnorm_affine_of(norm, torch.float64)
-    folded = [_Term(t.source, t.weight * scale.view(-1, 1, 1, 1), t.stride, t.padding) for t in terms]
-    in_shape = image.shape if here == 0 else layers[here - 1].out_shape
+    folded = [t.scaled(scale) for t in terms]
     skips = [t for i, t in enumerate(folded) if i != own[0]]
     layers.append(
-        _lower_layer(
-            layers, name, "conv", folded[own[0]], b, in_shape, image, norm=norm, neuron=neuron, skips=skips
-        )  # fmt: skip
+        FoldedLayer(name, "conv", folded[own[0]], b, neuron.float_form(), skips, bn_bound=_bn_bound(norm))
     )
     return here
 
 
-def _lower_resnet(model: ResNet, image: _Input) -> list[LoweredLayer]:
+def _fold_resnet(model: ResNet) -> list[FoldedLayer]:
     """A pre-activation :class:`ResNet`: the analog residual stream becomes synapses.
 
     Every neuron that reads the stream ``x`` sees ``BN(x) = a (sum_i c_i conv_i(s_i)) + b``,
     a sum of conv synapses from earlier spiking layers ``s_i`` (mixing coefficients ``c_i``
     products of the blocks' ``mix``, identity shortcuts unrolled); :func:`_residual_layer` folds
-    BN and lowers it. The stem (no neuron) is the first layer's own synapse on the image.
-    Global average pooling folds into the read-out (weights / (H W)).
+    BN. The stem (no neuron) is the first layer's own synapse on the image. Global average
+    pooling folds into the read-out (weights / (H W)).
     """
-    layers: list[LoweredLayer] = []
+    layers: list[FoldedLayer] = []
     stream = [_conv_term(-1, model.stem)]
     for i, block in enumerate(model.blocks):
-        first = _residual_layer(layers, stream, block.norm1, block.neuron1, f"blocks.{i}.neuron1", image)
+        first = _residual_layer(layers, stream, block.norm1, block.neuron1, f"blocks.{i}.neuron1")
         second = _residual_layer(
-            layers, [_conv_term(first, block.conv1)], block.norm2, block.neuron2, f"blocks.{i}.neuron2", image
+            layers, [_conv_term(first, block.conv1)], block.norm2, block.neuron2, f"blocks.{i}.neuron2"
         )
         c0, c1 = (float(c) for c in block.mix.detach())
         short = [_conv_term(first, block.shortcut)] if block.shortcut is not None else stream
         stream = [t.scaled(c0) for t in short] + [_conv_term(second, block.conv2).scaled(c1)]
-    last = _residual_layer(layers, stream, model.norm, model.neuron, "neuron", image)
-    c, h, wd = layers[last].out_shape
+    last = _residual_layer(layers, stream, model.norm, model.neuron, "neuron")
+    c = layers[last].own.weight.shape[0]
+    h, wd = _residual_map_size(model, layers)
     readout = model.readout
     w = readout.synapse.weight.detach().double().reshape(readout.synapse.weight.shape[0], c)
     w = (w[:, :, None] / (h * wd)).expand(-1, -1, h * wd).reshape(w.shape[0], -1)  # pool folded
     layers.append(
-        _lower_layer(
-            layers,
-            "readout",
-            "dense",
-            _Term(last, w),
-            readout.bias.detach().double(),
-            (c * h * wd,),
-            image,
-            flatten_before=True,
-        )  # fmt: skip
+        FoldedLayer(
+            "readout", "dense", Term(last, w), readout.bias.detach().double(), None, flatten_before=True
+        )
     )
     return layers
+
+
+def _residual_map_size(model: ResNet, layers: list[FoldedLayer]) -> tuple[int, int]:
+    """(H, W) of the last layer's map: the own synapses' geometry applied to the image."""
+    shape: tuple[int, ...] = (0, model.image_size, model.image_size)
+    for layer in layers:
+        w = layer.own.weight
+        shape = conv_output_shape((w.shape[1], *shape[1:]), w.shape, layer.own.stride, layer.own.padding)
+    return shape[1], shape[2]

@@ -1,7 +1,14 @@
-"""Export a trained rssnn-lava checkpoint to a NetX HDF5 file, optionally verified bit-exact.
+"""Export a trained rssnn-lava checkpoint, or import a NIR graph, to a NetX HDF5 file,
+optionally verified bit-exact.
 
     python export/to_netx.py --checkpoint runs/cifar/best.pt --out model.net \
         --verify 100 --data-root DIR --split val --verify-report report.json
+    python export/to_netx.py --nir model.nir --out model.net --verify 100 \
+        [--num-steps T --dt 1e-4 --input-range 0 1]    (files that lack them in their metadata)
+
+A NIR graph (ours from export/to_nir.py, or one snnTorch or Norse wrote) goes through the same
+lowering as a checkpoint (docs/nir.md says what maps); the float model that --verify compares
+against is then the graph itself, run by our float reference.
 
 The file loads with stock ``lava.lib.dl.netx.hdf5.Network(path, input_message_bits=8)``
 whenever the model is a chain with per-layer neuron parameters; per-channel leaks or thresholds
@@ -24,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +44,30 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--checkpoint", required=True, help="checkpoint from train/cifar.py")
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="checkpoint from train/cifar.py")
+    source.add_argument("--nir", help="NIR graph to import (export/to_nir.py, snnTorch, Norse)")
+    ap.add_argument(
+        "--num-steps", type=int, default=None, help="with --nir: T, if the file's metadata lacks it"
+    )
+    ap.add_argument(
+        "--dt", type=float, default=None, help="with --nir: the neurons' time step, if the file lacks it"
+    )
+    ap.add_argument(
+        "--input-range",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        default=None,
+        help="with --nir: the graph's input value for pixel 0 and pixel 255 (default 0 1, the file's "
+        "metadata wins)",
+    )
+    ap.add_argument(
+        "--dataset",
+        default="cifar10",
+        choices=("cifar10", "cifar100"),
+        help="with --nir: dataset of the classes and of --verify (default cifar10)",
+    )
     ap.add_argument("--out", required=True, help="NetX HDF5 file to write (e.g. model.net)")
     ap.add_argument(
         "--verify",
@@ -70,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def export(args: argparse.Namespace) -> dict[str, Any]:
-    from rssnn.atomic import check_output_file, claim
+    from rssnn.atomic import check_export_targets, claim
     from rssnn.errors import UserError
 
     out = Path(args.out)
@@ -78,20 +107,29 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
         raise UserError(f"--verify must be >= 0 images, got {args.verify}")
     if args.accuracy_images < 0:
         raise UserError(f"--accuracy-images must be >= 0, got {args.accuracy_images}")
-    check_output_file(out)
-    if args.verify_report:
-        check_output_file(args.verify_report, "--verify-report")
-    if out.exists() and not args.force:
-        raise UserError(f"'{out}' exists; add --force to replace it or choose another --out")
+    if args.checkpoint and (args.num_steps, args.dt, args.input_range) != (None, None, None):
+        raise UserError("--num-steps, --dt and --input-range apply to --nir only")
+    if args.nir:
+        from rssnn.export.nir_graph import check_flags
+
+        check_flags(args.num_steps, args.dt, args.input_range)
+        Path(args.nir).is_file() or _missing(args.nir)
+    check_export_targets(out, args.force, args.verify_report)
     with claim(out):
         return _claimed_export(args, out)
 
 
-def _claimed_export(args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    """The export once this process holds the claim on ``out``."""
-    from rssnn.atomic import install_no_clobber
+def _missing(path: str) -> None:
     from rssnn.errors import UserError
-    from rssnn.lava_guard import cleanup_on_exit
+
+    raise UserError(f"NIR file '{path}' does not exist or is not a regular file")
+
+
+def _checkpoint_source(args: argparse.Namespace) -> dict[str, Any]:
+    """The lowered network, metadata and float predictor of a checkpoint."""
+    from rssnn.errors import UserError
+    from rssnn.export import lowering
+    from rssnn.export.verify import model_predictor
     from rssnn.train import checkpoint
 
     ckpt_path = Path(args.checkpoint)
@@ -101,41 +139,82 @@ def _claimed_export(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             f"checkpoint '{ckpt_path}' has num_steps={ckpt['model'].get('num_steps')}; T must be >= 1"
         )
     model = checkpoint.restore_model(ckpt, ckpt_path).eval()
-    # Every export to ``out`` holds its claim, so any partial file beside it is a killed one's.
-    for stale in out.parent.glob(f".{out.name}.*.partial"):
-        stale.unlink(missing_ok=True)
-    partial = out.parent / f".{out.name}.{os.getpid()}.partial"
-    try:
-        with cleanup_on_exit():
-            result = _export_to(partial, out, args, ckpt, ckpt_path, model)
-        if args.force:
-            os.replace(partial, out)
-        else:  # a file that appeared meanwhile (not an export: those wait on the claim) stays
-            install_no_clobber(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
-    return result
-
-
-def _export_to(partial: Path, out: Path, args, ckpt, ckpt_path: Path, model) -> dict[str, Any]:
-    """Write (and verify) the file at ``partial``; the caller renames it to ``out``."""
-    from rssnn import netx_file
-    from rssnn.errors import UserError
-    from rssnn.export import lowering
-    from rssnn.train import checkpoint, data
-
-    t0 = time.perf_counter()
-    net = lowering.lower(model, ckpt.get("class_names") or [str(i) for i in range(10)])
     cfg = ckpt.get("config", {})
+    net = lowering.lower(model, ckpt.get("class_names") or [str(i) for i in range(10)])
     meta = dict(
         dataset=ckpt["model"]["dataset"],
         training_config=cfg,
         model=ckpt["model"],
         source_checkpoint=str(ckpt_path),
         source_checkpoint_sha256=checkpoint.file_sha256(ckpt_path),
-        verified=False,
-        verification="not verified (--verify 0)",
     )
+    return dict(net=net, meta=meta, float_predict=model_predictor(model), config=cfg, what=str(ckpt_path))
+
+
+def _nir_source(args: argparse.Namespace) -> dict[str, Any]:
+    """The lowered network, metadata and float predictor (our float reference of the graph)
+    of a NIR file."""
+    from rssnn import cifar
+    from rssnn.atomic import file_sha256
+    from rssnn.errors import UserError
+    from rssnn.export import folded, lowering, nir_graph
+
+    graph = nir_graph.read(args.nir)
+    fnet, used = nir_graph.from_nir(graph, args.num_steps, args.dt, args.input_range)
+    names = graph.metadata.get("class_names")
+    if names is not None:  # ours: stored as a string array
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    else:
+        try:
+            names = cifar.class_names(args.data_root or cifar.DEFAULT_DATA_ROOT, args.dataset)
+        except UserError:  # no local copy: the class indices name them
+            names = [str(i) for i in range(cifar.DATASETS[args.dataset]["num_classes"])]
+    if used["class_count"] != len(names):
+        raise UserError(
+            f"'{args.nir}' has {used['class_count']} outputs; {args.dataset} has {len(names)} classes"
+        )
+    if fnet.image.shape != (3, 32, 32):
+        raise UserError(f"'{args.nir}' takes input {fnet.image.shape}; {args.dataset} images are (3, 32, 32)")
+    for key in ("num_steps", "dt", "input_range"):
+        print(f"{key} = {used[key]} (from the {used[key + '_from']})")
+    meta = dict(
+        dataset=args.dataset,
+        source_nir=str(args.nir),
+        source_nir_sha256=file_sha256(args.nir),
+        nir_import={k: used[k] for k in used},
+        producer=str(graph.metadata.get("producer", "unknown")),
+    )
+    net = lowering.lower_folded(fnet, names)
+    return dict(
+        net=net, meta=meta, float_predict=lambda px: folded.predictions(fnet, px), config={}, what=args.nir
+    )
+
+
+def _claimed_export(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """The export once this process holds the claim on ``out``."""
+    from rssnn.atomic import export_partial, install_export
+    from rssnn.lava_guard import cleanup_on_exit
+
+    source = _nir_source(args) if args.nir else _checkpoint_source(args)
+    partial = export_partial(out)
+    try:
+        with cleanup_on_exit():
+            result = _export_to(partial, out, args, source)
+        install_export(partial, out, args.force)
+    finally:
+        partial.unlink(missing_ok=True)
+    return result
+
+
+def _export_to(partial: Path, out: Path, args, source: dict[str, Any]) -> dict[str, Any]:
+    """Write (and verify) the file at ``partial``; the caller renames it to ``out``."""
+    from rssnn import netx_file
+    from rssnn.errors import UserError
+    from rssnn.train import data
+
+    t0 = time.perf_counter()
+    net, cfg = source["net"], source["config"]
+    meta = dict(source["meta"], verified=False, verification="not verified (--verify 0)")
     kind = netx_file.write(partial, net, meta)
     export_s = time.perf_counter() - t0
     print(
@@ -146,12 +225,13 @@ def _export_to(partial: Path, out: Path, args, ckpt, ckpt_path: Path, model) -> 
     if args.verify > 0:
         from rssnn.export.verify import fixed_point_accuracy, verify
 
-        split = data.load_run_split(args.data_root, ckpt["model"]["dataset"], args.split, cfg)
+        split = data.load_run_split(args.data_root, meta["dataset"], args.split, cfg)
         n = min(args.verify, len(split))
-        report = verify(partial, net, model, split.images[:n], split.labels[:n])
+        predict = source["float_predict"]
+        report = verify(partial, net, predict, split.images[:n], split.labels[:n])
         m = min(max(args.accuracy_images, n), len(split))
-        report["quantisation"] = fixed_point_accuracy(net, model, split.images[:m], split.labels[:m])
-        report.update(file=str(out), kind=kind, split=args.split, checkpoint=str(ckpt_path))
+        report["quantisation"] = fixed_point_accuracy(net, predict, split.images[:m], split.labels[:m])
+        report.update(file=str(out), kind=kind, split=args.split, source=source["what"])
         result["verification"] = report
         if args.verify_report:
             from rssnn.atomic import atomic_write_text
@@ -183,8 +263,22 @@ def _export_to(partial: Path, out: Path, args, ckpt, ckpt_path: Path, model) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
+    import sys
+
     from rssnn.cli_support import run_cli
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--format" in argv:  # rssnn export --format nir: the NIR writer takes the command
+        i = argv.index("--format")
+        fmt = argv[i + 1] if i + 1 < len(argv) else ""
+        del argv[i : i + 2]
+        if fmt == "nir":
+            from rssnn.export.to_nir import main as nir_main
+
+            return nir_main(argv)
+        if fmt != "netx":
+            print(f"error: --format must be netx or nir, got {fmt!r}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     return run_cli(lambda: export(args))
 

@@ -15,6 +15,7 @@ costs ~30 us per element). Layer k (0-based) processes step tau of image n at La
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -146,17 +147,35 @@ def compare(net: LoweredNet, lava: dict[str, Any], fixed: dict[str, Any]) -> dic
     )
 
 
+def model_predictor(model: torch.nn.Module, batch_size: int = 250) -> Callable[[torch.Tensor], np.ndarray]:
+    """A trained model as ``float_predict``: uint8 images [N, 3, H, W] -> classes [N] (int64)."""
+    model.eval()
+
+    @torch.no_grad()
+    def predict(pixels: torch.Tensor) -> np.ndarray:
+        chunks = [pixels[i : i + batch_size] for i in range(0, len(pixels), batch_size)]
+        return np.concatenate([model(c.float() / 255).argmax(1).numpy() for c in chunks])
+
+    return predict
+
+
 def verify(
-    path: str | Path, net: LoweredNet, model: torch.nn.Module, pixels: torch.Tensor, labels: torch.Tensor
+    path: str | Path,
+    net: LoweredNet,
+    float_predict: Callable[[torch.Tensor], np.ndarray],
+    pixels: torch.Tensor,
+    labels: torch.Tensor,
 ) -> dict[str, Any]:
-    """Lava vs PyTorch fixed point on these images, plus float and fixed-point accuracies."""
+    """Lava vs the integer reference on these images, plus float and fixed-point accuracies.
+
+    ``float_predict`` maps uint8 images [N, 3, H, W] to the float model's classes [N]: the
+    trained checkpoint, or the float reference of an imported NIR graph."""
     t0 = time.perf_counter()
     fixed = run_fixed(net, pixels)
     fixed_s = time.perf_counter() - t0
     lava = run_lava(path, net, pixels)
     report = compare(net, lava, fixed)
-    with torch.no_grad():
-        float_pred = model.eval()(pixels.float() / 255).argmax(1).numpy()
+    float_pred = float_predict(pixels)
     y, fixed_pred = labels.numpy(), fixed["logits"].argmax(1)
     report.update(
         n_images=int(len(labels)),
@@ -176,20 +195,22 @@ def verify(
     return report
 
 
-@torch.no_grad()
 def fixed_point_accuracy(
-    net: LoweredNet, model: torch.nn.Module, pixels: torch.Tensor, labels: torch.Tensor, batch_size: int = 500
+    net: LoweredNet,
+    float_predict: Callable[[torch.Tensor], np.ndarray],
+    pixels: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int = 500,
 ) -> dict[str, float]:
     """Float vs fixed-point accuracy on many images, PyTorch only (fast).
 
     Lava equals the fixed-point model bit for bit (checked by :func:`verify` on fewer images),
     so this measures the quantisation drop of the deployed network on a meaningful sample.
     """
-    model.eval()
     float_ok = fixed_ok = agree = 0
     for start in range(0, len(labels), batch_size):
         px, y = pixels[start : start + batch_size], labels[start : start + batch_size]
-        f = model(px.float() / 255).argmax(1).numpy()
+        f = float_predict(px)
         q = run_fixed(net, px)["logits"].argmax(1)
         y = y.numpy()
         float_ok += int((f == y).sum())

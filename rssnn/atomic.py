@@ -229,6 +229,35 @@ def install_no_clobber(src: str | Path, dst: str | Path, flag: str = "--out") ->
     os.unlink(src)
 
 
+def check_export_targets(out: str | Path, force: bool, report: str | Path | None = None) -> Path:
+    """An exporter's outputs, before any work: ``--out`` (and ``--verify-report``) writable, and
+    ``--out`` new unless ``force`` (UserError, one line). Returns ``out`` as a Path."""
+    out = check_output_file(out)
+    if report:
+        check_output_file(report, "--verify-report")
+    if out.exists() and not force:
+        raise UserError(f"'{out}' exists; add --force to replace it or choose another --out")
+    return out
+
+
+def export_partial(out: str | Path) -> Path:
+    """This process's hidden temporary file beside ``out``; partial files that a killed export
+    left there are removed (the caller holds the claim on ``out``, so none is live)."""
+    out = Path(out)
+    for stale in out.parent.glob(f".{out.name}.*.partial"):
+        stale.unlink(missing_ok=True)
+    return out.parent / f".{out.name}.{os.getpid()}.partial"
+
+
+def install_export(partial: str | Path, out: str | Path, force: bool) -> None:
+    """Move a finished ``partial`` file to ``out``: replacing it with ``force``, else never
+    clobbering a file that appeared meanwhile (exports to one ``out`` wait on its claim)."""
+    if force:
+        os.replace(partial, out)
+    else:
+        install_no_clobber(partial, out)
+
+
 def file_sha256(path: str | Path) -> str:
     """Content hash of a file (the exporter records its source checkpoint's hash)."""
     import hashlib

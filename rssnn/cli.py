@@ -2,7 +2,8 @@
 
 rssnn train     [flags of train/cifar.py]        train a robust SNN
 rssnn evaluate  [flags of train/evaluate.py]     attacks, masking checks, MPPD
-rssnn export    [flags of export/to_netx.py]     NetX HDF5 + bit-exact verification
+rssnn export    [flags of export/to_netx.py]     NetX HDF5 + bit-exact verification (--nir FILE: import)
+rssnn export --format nir [flags of export/to_nir.py]   the float network as a NIR graph
 rssnn run       [flags of lava_procs.run]        Lava processes + on-device monitor
 rssnn demo      [flags of rssnn.demo]            the whole pipeline on a short budget
 rssnn report    RUN_FOLDER                       summary of a training run

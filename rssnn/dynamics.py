@@ -124,6 +124,20 @@ def i_decay_to_current_leak(i_decay: Any) -> Any:
     return 1.0 - i_decay / DECAY_UNITY
 
 
+def leak_to_time_constant(leak: Any, dt: float) -> Any:
+    """A per-step decay factor as the time constant of its forward-Euler step of ``dt``:
+    ``leak = 1 - dt / tau``, so ``tau = dt / (1 - leak)`` (inf for ``leak == 1``). NIR's
+    CubaLIF states ``tau_mem`` (for ``leak``) and ``tau_syn`` (for ``current_leak``) this way."""
+    leak = np.asarray(leak, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(leak < 1.0, dt / np.maximum(1.0 - leak, 0.0), np.inf)
+
+
+def time_constant_to_leak(tau: Any, dt: float) -> Any:
+    """Inverse of :func:`leak_to_time_constant`: ``leak = 1 - dt / tau`` (1 for ``tau = inf``)."""
+    return 1.0 - dt / np.asarray(tau, dtype=np.float64)
+
+
 def loihi_neuron_params(leak, threshold, current_leak, weight_step: float) -> dict[str, np.ndarray]:
     """The float neuron (per channel [C]: leak, threshold, current leak) as Loihi integers.
 

@@ -25,6 +25,6 @@ echo "setup: installing rssnn-lava and its dependencies into .venv (about 90 s t
 quiet() { "$@" 2>&1 | { grep -vE 'is ignored: it is neither|BuildBackendWarning|^\s*(!!|\*+)?\s*$|careful with folders|name as your package|WheelFile\(|precedence during imports' || true; }; }
 set -o pipefail
 quiet .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
-quiet .venv/bin/python -m pip install -q -e '.[dev]'
+quiet .venv/bin/python -m pip install -q -e '.[dev,nir]'
 touch "$stamp"
 echo "setup: .venv ready ($(.venv/bin/python --version))"

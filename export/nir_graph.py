@@ -1,0 +1,501 @@
+"""NIR in and out: a :class:`FoldedNet` as a NIR graph (``nir`` 1.0.8), and back.
+
+Writing (:func:`to_nir`). The graph follows the contract of docs/nir.md, which its metadata
+repeats: the input node takes the image as float pixels in [0, 1], shape (3, H, W); the same
+image is presented at each of ``num_steps`` steps; the class is the argmax of the Output summed
+over those steps; the neurons step by forward Euler with ``metadata["dt"]``. The nodes:
+
+* ``input`` -> ``normalise``, a 1x1 Conv2d holding the per-channel normalisation (kept as a
+  node, not folded into the first convolution: that one zero-pads the *normalised* image);
+* per layer ``<name>.synapse`` (Conv2d or Affine, BatchNorm folded in, the bias on it),
+  ``<name>.skip<j>`` (residual Conv2d edges from earlier layers), ``<name>.flatten`` before a
+  dense synapse on a map, and ``<name>.neuron`` (CubaLIF, per-neuron arrays);
+* the read-out Affine -> ``output``.
+
+2x2 average pooling is folded into the next synapse (exact: a conv with a doubled kernel and
+stride), so the graph has no pooling nodes: ``norse.torch.from_nir`` 1.1.0 drops AvgPool2d. A
+layer whose thresholds differ between channels gets them folded into its incoming weights and
+bias (threshold 1): with a reset to 0 and no ``v_leak`` the spikes are unchanged, and snnTorch
+accepts one threshold per layer only. The main edge into a neuron is listed before its skips
+(Norse evaluates a merge too early otherwise).
+
+Reading (:func:`from_nir`) accepts our graphs and those snnTorch or Norse write: Input, Conv2d,
+Affine, Linear, AvgPool2d / SumPool2d (2x2, stride 2), Flatten, CubaLIF, LIF and Output, in a
+feed-forward graph whose neuron layers form a chain (plus conv skips). Anything else is one
+line naming the node and what is supported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rssnn.errors import UserError
+from rssnn.export.folded import FoldedLayer, FoldedNet, ImageInput, Term
+from rssnn.neuron import FloatCuba
+from rssnn.synapse_kinds import conv_output_shape
+
+# What the written graph promises (also in its metadata, and in docs/nir.md).
+CONTRACT = (
+    "input: image as float pixels in [0, 1], shape (C, H, W); the same image at each of "
+    "num_steps steps; class = argmax of the output summed over the steps; neurons step by "
+    "forward Euler with time step dt"
+)
+DEFAULT_DT = 1e-4  # snnTorch's importer assumes this step; Norse needs from_nir(..., dt=dt)
+SUPPORTED = (
+    "Input, Conv2d, Affine, Linear, AvgPool2d/SumPool2d (2x2, stride 2), Flatten, CubaLIF, LIF, Output"
+)
+# A folded BatchNorm's |gamma| and beta, kept in the synapse node's metadata: they bound the
+# current (export/lowering.py), so a round trip picks the scale the checkpoint's export picks.
+BN_GAMMA, BN_BETA = "rssnn_bn_abs_gamma", "rssnn_bn_beta"
+
+
+def _nir():
+    try:
+        import nir
+    except ImportError as exc:  # the [nir] extra
+        raise UserError(
+            "NIR needs the 'nir' package: pip install -e '.[nir]' (scripts/setup.sh does)"
+        ) from exc
+    return nir
+
+
+# -- writing --------------------------------------------------------------------------------
+
+
+def _per_neuron(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Per-channel values [C] as per-neuron arrays of ``shape`` (C, H, W) or (F,)."""
+    return np.broadcast_to(values.reshape(-1, *([1] * (len(shape) - 1))), shape).astype(np.float64).copy()
+
+
+def _unit_thresholds(layer: FoldedLayer) -> FoldedLayer:
+    """Per-channel thresholds folded into the incoming current (threshold 1 everywhere)."""
+    th = layer.neuron.threshold
+    if np.all(th == th[0]):
+        return layer
+    scaled = layer.scaled(torch.from_numpy(1.0 / th))
+    n = layer.neuron
+    scaled.neuron = FloatCuba(n.leak, np.ones_like(th), n.current_leak)
+    return scaled
+
+
+def to_nir(net: FoldedNet, dt: float = DEFAULT_DT, class_names: list[str] | None = None):
+    """The folded network as a ``nir.NIRGraph`` (float64 arrays). ValueError for a neuron NIR
+    cannot state (a leak of 1)."""
+    nir = _nir()
+    image = net.image
+    nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array(image.shape))}
+    edges: list[tuple[str, str]] = []
+    c = image.shape[0]
+    nodes["normalise"] = nir.Conv2d(
+        input_shape=image.shape[1:],
+        weight=np.diag(1.0 / image.std.numpy()).reshape(c, c, 1, 1),
+        stride=1, padding=0, dilation=1, groups=1,
+        bias=(-image.mean / image.std).numpy(),
+    )  # fmt: skip
+    edges.append(("input", "normalise"))
+    shapes: list[tuple[int, ...]] = []  # out shape per layer
+    neuron_node: list[str] = []
+
+    def source(term: Term) -> tuple[str, tuple[int, ...]]:
+        return (
+            ("normalise", image.shape) if term.source < 0 else (neuron_node[term.source], shapes[term.source])
+        )
+
+    for layer in net.layers:
+        name = layer.name
+        if layer.neuron is not None:
+            layer = _unit_thresholds(layer)
+        src, shape = source(layer.own)
+        if layer.kind == "dense" and len(shape) > 1:
+            nodes[f"{name}.flatten"] = nir.Flatten(
+                input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1
+            )
+            edges.append((src, f"{name}.flatten"))
+            src, shape = f"{name}.flatten", (int(np.prod(shape)),)
+        w = layer.own.weight.numpy()
+        if layer.kind == "conv":
+            nodes[f"{name}.synapse"] = nir.Conv2d(
+                input_shape=shape[1:], weight=w, stride=layer.own.stride, padding=layer.own.padding,
+                dilation=1, groups=1, bias=layer.bias.numpy(),
+            )  # fmt: skip
+            out_shape = conv_output_shape(shape, w.shape, layer.own.stride, layer.own.padding)
+        else:
+            nodes[f"{name}.synapse"] = nir.Affine(weight=w, bias=layer.bias.numpy())
+            out_shape = (w.shape[0],)
+        if layer.bn_bound is not None:  # lets a round trip pick the same scale (not NIR's own)
+            nodes[f"{name}.synapse"].metadata = {
+                BN_GAMMA: layer.bn_bound[0].numpy(),
+                BN_BETA: layer.bn_bound[1].numpy(),
+            }
+        target = "output" if layer.neuron is None else f"{name}.neuron"
+        edges.append((src, f"{name}.synapse"))
+        edges.append((f"{name}.synapse", target))  # the main edge first: Norse merges in order
+        for j, skip in enumerate(layer.skips):
+            skip_src, skip_shape = source(skip)
+            nodes[f"{name}.skip{j}"] = nir.Conv2d(
+                input_shape=skip_shape[1:], weight=skip.weight.numpy(), stride=skip.stride,
+                padding=skip.padding, dilation=1, groups=1, bias=np.zeros(skip.weight.shape[0]),
+            )  # fmt: skip
+            edges += [(skip_src, f"{name}.skip{j}"), (f"{name}.skip{j}", target)]
+        if layer.neuron is None:
+            nodes["output"] = nir.Output(output_type=np.array(out_shape))
+            continue
+        params = {k: _per_neuron(v, out_shape) for k, v in layer.neuron.to_nir(dt).items()}
+        nodes[target] = nir.CubaLIF(**params)
+        neuron_node.append(target)
+        shapes.append(out_shape)
+    metadata = dict(
+        producer="rssnn-lava",
+        contract=CONTRACT,
+        num_steps=int(net.num_steps),
+        dt=float(dt),
+        input_range=[0.0, 1.0],
+    )
+    if class_names:
+        metadata["class_names"] = list(class_names)
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Image:
+    """The input, as the graph has transformed it so far: x = (p/255 - mean) / std."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    shape: tuple[int, ...]
+    flat: bool = False
+    used: bool = False  # a synapse already read it (a later 1x1 conv is then a synapse)
+
+
+@dataclass
+class _Spikes:
+    """A spiking layer's output, with the pooling / flattening applied on the way."""
+
+    layer: int
+    shape: tuple[int, ...]  # the layer's own (C, H, W) or (F,)
+    pool: float = 0.0  # 0: none; else the 2x2 pool's factor (1/4 average, 1 sum)
+    flat: bool = False
+
+
+@dataclass
+class _Current:
+    """A synapse's output current: terms into one target plus a bias [O]."""
+
+    kind: str
+    terms: list[Term]
+    bias: np.ndarray
+    out_shape: tuple[int, ...]
+    flatten_before: bool = False
+    bn_bound: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+def _bn_bound(node) -> tuple[torch.Tensor, torch.Tensor] | None:
+    meta = getattr(node, "metadata", None) or {}
+    if BN_GAMMA not in meta or BN_BETA not in meta:
+        return None
+    return tuple(torch.from_numpy(np.asarray(meta[k], dtype=np.float64)) for k in (BN_GAMMA, BN_BETA))
+
+
+def _array(node, field: str) -> np.ndarray:
+    value = getattr(node, field)
+    return np.asarray(value.detach().numpy() if hasattr(value, "detach") else value, dtype=np.float64)
+
+
+def _pair(value) -> tuple[int, int]:
+    a = np.atleast_1d(np.asarray(value)).astype(int)
+    return (int(a[0]), int(a[-1]))
+
+
+def _topological(name_of: list[str], edges: list[tuple[str, str]]) -> list[str]:
+    """Kahn's order of the nodes; a cycle (a recurrent edge) is refused."""
+    indegree = {n: 0 for n in name_of}
+    for _, b in edges:
+        indegree[b] += 1
+    ready = [n for n in name_of if indegree[n] == 0]
+    order = []
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for a, b in edges:
+            if a == n:
+                indegree[b] -= 1
+                if indegree[b] == 0:
+                    ready.append(b)
+    if len(order) != len(name_of):
+        cyclic = sorted(set(name_of) - set(order))
+        raise UserError(
+            f"NIR graph has a recurrent edge (a cycle through {', '.join(cyclic[:3])}); "
+            "only feed-forward networks map to this exporter"
+        )
+    return order
+
+
+def _per_channel(node_name: str, field: str, value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A neuron parameter (scalar, [1], [C] or per neuron) as [C]; refuses values that vary
+    inside a channel (Loihi's neuron parameters here are per channel)."""
+    channels = shape[0]
+    if value.size == 1:
+        return np.full(channels, float(value.reshape(-1)[0]))
+    if value.shape == (channels,):
+        return value.copy()
+    if value.shape != tuple(shape):
+        raise UserError(f"NIR node '{node_name}': {field} has shape {value.shape} for neurons {shape}")
+    flat = value.reshape(channels, -1)
+    if np.any(flat != flat[:, :1]):
+        raise UserError(
+            f"NIR node '{node_name}': {field} varies within a channel; only per-channel "
+            "neuron parameters map to Loihi here"
+        )
+    return flat[:, 0].copy()
+
+
+def check_flags(num_steps: int | None, dt: float | None, input_range) -> None:
+    """The import's settings (flags or metadata) in range, or one line (UserError)."""
+    if num_steps is not None and not 1 <= num_steps <= 4096:
+        raise UserError(f"num_steps must be in 1..4096, got {num_steps}")
+    if dt is not None and not (np.isfinite(dt) and dt > 0):
+        raise UserError(f"dt must be a finite time step > 0, got {dt}")
+    if input_range is not None:
+        lo, hi = input_range
+        if not (np.isfinite(lo) and np.isfinite(hi) and hi != lo):
+            raise UserError(f"the input range must be two different finite numbers, got {lo} {hi}")
+
+
+def from_nir(
+    graph, num_steps: int | None, dt: float | None, input_range: tuple[float, float] | None
+) -> tuple[FoldedNet, dict[str, Any]]:
+    """A NIR graph as a :class:`FoldedNet`, plus what was used (``num_steps``, ``dt``,
+    ``input_range``, where each came from). The graph's metadata wins over the arguments."""
+    nir = _nir()
+    meta = dict(getattr(graph, "metadata", None) or {})
+    used: dict[str, Any] = {}
+    for key, given in (("num_steps", num_steps), ("dt", dt), ("input_range", input_range)):
+        if key in meta:
+            value = meta[key]
+            value = np.asarray(value).tolist() if not isinstance(value, int | float) else value
+            used[key], used[f"{key}_from"] = value, "file metadata"
+        elif given is not None:
+            used[key], used[f"{key}_from"] = given, "flag"
+        elif key == "input_range":
+            used[key], used[f"{key}_from"] = (0.0, 1.0), "default"
+        else:
+            flag = "--num-steps" if key == "num_steps" else "--dt (snnTorch writes with dt=1e-4)"
+            raise UserError(f"the NIR graph's metadata has no {key}; pass {flag}")
+    steps, step_dt = int(used["num_steps"]), float(used["dt"])
+    lo, hi = (float(v) for v in used["input_range"])
+    check_flags(steps, step_dt, (lo, hi))
+
+    nodes, edges = graph.nodes, [tuple(e) for e in graph.edges]
+    known = (nir.Input, nir.Output, nir.Conv2d, nir.Affine, nir.Linear, nir.CubaLIF, nir.LIF,
+             nir.AvgPool2d, nir.SumPool2d, nir.Flatten)  # fmt: skip
+    for name, node in nodes.items():
+        if isinstance(node, nir.NIRGraph):
+            raise UserError(
+                f"NIR node '{name}' is a subgraph (a recurrent layer?); supported nodes: {SUPPORTED}"
+            )
+        if not isinstance(node, known):
+            raise UserError(f"NIR node '{name}' is a {type(node).__name__}; supported nodes: {SUPPORTED}")
+    for a, b in edges:
+        if a not in nodes or b not in nodes:
+            raise UserError(f"NIR edge ({a}, {b}) names a node the graph does not have")
+    inputs = [n for n, v in nodes.items() if isinstance(v, nir.Input)]
+    outputs = [n for n, v in nodes.items() if isinstance(v, nir.Output)]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise UserError(
+            f"NIR graph needs one Input and one Output node, has {len(inputs)} and {len(outputs)}"
+        )
+    in_shape = tuple(int(d) for d in np.asarray(nodes[inputs[0]].input_type["input"]).reshape(-1))
+    if len(in_shape) != 3:
+        raise UserError(f"NIR input '{inputs[0]}' has shape {in_shape}; an image (C, H, W) is needed")
+    # x = lo + (hi - lo) p/255 is (p/255 - mean) / std with:
+    std0, mean0 = 1.0 / (hi - lo), -lo / (hi - lo)
+    c = in_shape[0]
+    values: dict[str, Any] = {inputs[0]: _Image(np.full(c, mean0), np.full(c, std0), in_shape)}
+    layers: list[FoldedLayer] = []
+    image: _Image = values[inputs[0]]
+    parents = {n: [a for a, b in edges if b == n] for n in nodes}
+
+    for name in _topological(list(nodes), edges):
+        node = nodes[name]
+        if isinstance(node, nir.Input):
+            continue
+        got = [values[p] for p in parents[name]]
+        if not got:
+            raise UserError(f"NIR node '{name}' has no input edge")
+        if isinstance(node, nir.CubaLIF | nir.LIF | nir.Output):
+            values[name] = _neuron_or_readout(nir, name, node, got, layers, step_dt)
+            continue
+        if len(got) != 1:
+            raise UserError(
+                f"NIR node '{name}' has {len(got)} inputs; only neurons and the output sum inputs"
+            )
+        x = got[0]
+        if isinstance(x, _Current):
+            raise UserError(
+                f"NIR node '{name}' ({type(node).__name__}) follows a synapse directly; "
+                "put a neuron between synapses (two linear maps in a row are not supported)"
+            )
+        values[name] = _transform(nir, name, node, x)
+        if isinstance(x, _Image) and isinstance(values[name], _Current):
+            x.used = True
+    if not layers or layers[-1].neuron is not None:
+        raise UserError("NIR graph has no read-out synapse into its Output")
+    image_input = ImageInput(
+        torch.from_numpy(image.mean),
+        torch.from_numpy(image.std),
+        in_shape,  # type: ignore[arg-type]
+    )
+    used["class_count"] = int(layers[-1].own.weight.shape[0])
+    return FoldedNet(image_input, steps, layers), used
+
+
+def _transform(nir, name: str, node, x):
+    """A non-neuron node applied to the image or to spikes."""
+    if isinstance(node, nir.Flatten):
+        if node.end_dim != -1 or node.start_dim not in (0, -len(x.shape)):
+            raise UserError(
+                f"NIR node '{name}': Flatten(start_dim={node.start_dim}, end_dim={node.end_dim}) "
+                "must flatten the whole (C, H, W) map (start_dim 0, end_dim -1; batch excluded)"
+            )
+        x.flat = True
+        return x
+    if isinstance(node, nir.AvgPool2d | nir.SumPool2d):
+        k, s, p = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
+        if not isinstance(x, _Spikes) or x.pool or x.flat or (k, s, p) != ((2, 2), (2, 2), (0, 0)):
+            raise UserError(
+                f"NIR node '{name}': only 2x2 pooling with stride 2 and no padding, on a neuron "
+                "layer's spikes (once), is supported"
+            )
+        x.pool = 0.25 if isinstance(node, nir.AvgPool2d) else 1.0
+        return x
+    if isinstance(node, nir.Conv2d):
+        return _conv(name, node, x)
+    return _dense(name, node, x)  # Affine / Linear
+
+
+def _conv(name: str, node, x) -> _Current | _Image:
+    from rssnn.export.lowering import _fold_pool_into_conv
+
+    w = torch.from_numpy(_array(node, "weight"))
+    stride, padding, dilation = _pair(node.stride), node.padding, _pair(node.dilation)
+    if isinstance(padding, str):
+        raise UserError(f"NIR node '{name}': padding '{padding}' is not supported; give it in pixels")
+    padding = _pair(padding)
+    if w.dim() != 4 or node.groups != 1 or dilation != (1, 1):
+        raise UserError(f"NIR node '{name}': only Conv2d with groups 1 and dilation 1 is supported")
+    bias = _array(node, "bias") if node.bias is not None else np.zeros(w.shape[0])
+    bias = np.broadcast_to(bias, (w.shape[0],)).copy()
+    if x.flat:
+        raise UserError(f"NIR node '{name}': Conv2d after Flatten")
+    if isinstance(x, _Image):
+        diagonal = w.shape[2:] == (1, 1) and w.shape[0] == w.shape[1] and not x.used
+        scale = np.diag(w[:, :, 0, 0].numpy()) if diagonal else None
+        if diagonal and np.count_nonzero(w[:, :, 0, 0].numpy() - np.diag(scale)) == 0 and (scale != 0).all():
+            if stride == (1, 1) and padding == (0, 0):  # x' = scale x + bias: a normalisation
+                x.mean, x.std = x.mean - bias * x.std / scale, x.std / scale
+                return x
+        in_shape = x.shape
+        term = Term(-1, w, stride, padding)
+    else:
+        in_shape = x.shape
+        if x.pool:
+            w, stride, padding = _fold_pool_into_conv(w * (4 * x.pool), stride, padding)
+            in_shape = x.shape
+        term = Term(x.layer, w, stride, padding)
+    if w.shape[1] != in_shape[0]:
+        raise UserError(f"NIR node '{name}': {w.shape[1]} input channels for a map of {in_shape[0]}")
+    out_shape = conv_output_shape(in_shape, w.shape, stride, padding)
+    return _Current("conv", [term], bias, out_shape, bn_bound=_bn_bound(node))
+
+
+def _dense(name: str, node, x) -> _Current:
+    from rssnn.export.lowering import _fold_pool_into_dense
+
+    w = torch.from_numpy(_array(node, "weight"))
+    bias = _array(node, "bias") if getattr(node, "bias", None) is not None else np.zeros(w.shape[0])
+    if w.dim() != 2:
+        raise UserError(f"NIR node '{name}': weight of shape {tuple(w.shape)}; a matrix is needed")
+    if len(x.shape) > 1 and not x.flat:
+        raise UserError(f"NIR node '{name}': a dense synapse on a (C, H, W) map needs a Flatten before it")
+    source = -1 if isinstance(x, _Image) else x.layer
+    if isinstance(x, _Spikes) and x.pool:
+        c, h, wd = x.shape
+        w = _fold_pool_into_dense(w * (4 * x.pool), c, h // 2, wd // 2)
+    features = int(np.prod(x.shape))
+    if w.shape[1] != features:
+        raise UserError(f"NIR node '{name}': {w.shape[1]} inputs for {features} features")
+    flatten = len(x.shape) > 1
+    return _Current(
+        "dense", [Term(source, w)], np.broadcast_to(bias, (w.shape[0],)).copy(), (w.shape[0],), flatten
+    )
+
+
+def _neuron_or_readout(nir, name: str, node, got: list, layers: list[FoldedLayer], dt: float):
+    """A neuron (or the Output) summing the currents of its input edges: a new FoldedLayer."""
+    if not all(isinstance(g, _Current) for g in got):
+        what = "Output" if isinstance(node, nir.Output) else "neuron"
+        raise UserError(
+            f"NIR {what} '{name}' reads a node that is not a synapse; "
+            + ("the read-out must be an Affine/Linear/Conv2d into Output (no neuron before it)"
+               if what == "Output" else "a neuron reads synapses (Conv2d, Affine, Linear)")
+        )  # fmt: skip
+    here = len(layers)
+    own = [g for g in got if g.terms[0].source == here - 1]
+    if len(own) != 1:
+        raise UserError(
+            f"NIR node '{name}': its input must include exactly one synapse from the layer "
+            "before it (neuron layers must form a chain, with skips from earlier layers)"
+        )
+    main = own[0]
+    skips = [g for g in got if g is not main]
+    if any(g.kind != "conv" or main.kind != "conv" or g.terms[0].source < 0 for g in skips):
+        raise UserError(f"NIR node '{name}': skip synapses must be Conv2d from earlier neuron layers")
+    if any(g.out_shape != main.out_shape for g in skips):
+        raise UserError(f"NIR node '{name}': its input synapses produce different shapes")
+    bias = torch.from_numpy(sum((g.bias for g in got), np.zeros(main.out_shape[0])))
+    layer = FoldedLayer(
+        name, main.kind, main.terms[0], bias, None, [g.terms[0] for g in skips], main.flatten_before,
+        main.bn_bound if len(got) == 1 else None,
+    )  # fmt: skip
+    if isinstance(node, nir.Output):
+        layers.append(layer)
+        return None
+    fields = ["tau_mem", "r", "v_threshold", "v_leak", "v_reset"] + (
+        ["tau_syn", "w_in"] if isinstance(node, nir.CubaLIF) else []
+    )
+    params = {}
+    for f in fields:
+        value = getattr(node, "tau" if f == "tau_mem" and isinstance(node, nir.LIF) else f, None)
+        if value is not None:
+            params[f] = _per_channel(name, f, np.asarray(value, dtype=np.float64), main.out_shape)
+    try:
+        neuron, gain = FloatCuba.from_nir(dt, **params)
+    except ValueError as exc:
+        raise UserError(f"NIR node '{name}': {exc}") from None
+    if not np.allclose(gain, 1.0, rtol=1e-12, atol=0):  # ours and snnTorch's files: 1
+        layer = layer.scaled(torch.from_numpy(gain))
+    layer.neuron = neuron
+    layers.append(layer)
+    return _Spikes(here, main.out_shape)
+
+
+def read(path: str | Path):
+    """``nir.read`` after the HDF5 safety checks NetX files get (no external or soft links,
+    bounded sizes): a NIR file from elsewhere is untrusted input."""
+    from rssnn import netx_file
+
+    nir = _nir()
+    with netx_file.open_checked(path):
+        pass
+    try:
+        return nir.read(str(path))
+    except Exception as exc:  # nir raises KeyError/ValueError/TypeError on a malformed file
+        raise UserError(f"'{path}' is not a readable NIR file ({type(exc).__name__}: {exc})"[:300]) from None
