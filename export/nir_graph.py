@@ -461,8 +461,10 @@ def _neuron_or_readout(nir, name: str, node, got: list, layers: list[FoldedLayer
     if any(g.out_shape != main.out_shape for g in skips):
         raise UserError(f"NIR node '{name}': its input synapses produce different shapes")
     bias = torch.from_numpy(sum((g.bias for g in got), np.zeros(main.out_shape[0])))
+    # Layer names: ours come back as written ("<layer>.neuron" -> "<layer>", output -> readout).
+    layer_name = "readout" if isinstance(node, nir.Output) else name.removesuffix(".neuron")
     layer = FoldedLayer(
-        name, main.kind, main.terms[0], bias, None, [g.terms[0] for g in skips], main.flatten_before,
+        layer_name, main.kind, main.terms[0], bias, None, [g.terms[0] for g in skips], main.flatten_before,
         main.bn_bound if len(got) == 1 else None,
     )  # fmt: skip
     if isinstance(node, nir.Output):

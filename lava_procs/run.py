@@ -201,7 +201,7 @@ def plot_mppd(names: list[str], per_step: list[list[float]], title: str, path: P
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from rssnn import cifar, netx_file
+    from rssnn import activity, cifar, netx_file
     from rssnn.atomic import atomic_write_text, check_output_file
     from rssnn.errors import UserError
     from rssnn.integer_forward import mppd_reference
@@ -241,7 +241,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
     pred_clean, pred_pert = result["predictions"]
     names = graph.clean.layer_names
-    device_steps = [m["mppd"].tolist() for m in result["monitors"]]
+    mon = result["monitor"]
+    device_steps = mon["mppd"].tolist() if mon is not None else []
     report = dict(
         backend=backend,
         net=str(args.net),
@@ -264,9 +265,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         mppd_per_layer=[float(np.mean(s)) for s in device_steps],
         mppd_per_layer_pytorch=[float(np.mean(s)) for s in reference["mppd_per_step"]],
         mppd_per_step=device_steps,
-        true_mpp_per_layer=[float(np.mean(m["mpp"])) for m in result["monitors"]],
+        true_mpp_per_layer=[float(np.mean(m)) for m in mon["mpp"]] if mon is not None else [],
         true_mpp_per_layer_pytorch=[float(np.mean(s)) for s in reference["mpp_per_step"]],
         monitor=not args.no_monitor,
+        activity=activity.summarise(net, mon, n) if mon is not None else None,
         steps=result["steps"],
         seconds_per_image=result["run_s"] / n,
         seconds_per_step=result["run_s"] / result["steps"],

@@ -3,7 +3,7 @@
 Both copies are built from one exported file, fed in lock-step by one
 :class:`~lava_procs.io.process.ImageEncoder` (which also joins them into one graph: Lava only
 runs what is connected), decoded by one :class:`ClassDecoder` each, and watched layer by layer
-by :class:`MembranePerturbationMonitor` processes.
+by one :class:`NetworkMonitor` (activity of the clean copy; MPPD with a perturbed copy).
 
 Running goes through :mod:`rssnn.lava_guard`: chunks under a watchdog, and whatever happens
 (error, watchdog, Ctrl-C, SIGTERM) the Lava runtime is stopped and no worker survives.
@@ -12,15 +12,15 @@ Running goes through :mod:`rssnn.lava_guard`: chunks under a watchdog, and whate
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from rssnn import dynamics
+from rssnn import activity, dynamics
 from rssnn.lava_guard import run_steps, stop
 from rssnn.lava_procs.io.process import ClassDecoder, ImageEncoder
-from rssnn.lava_procs.monitor.process import MembranePerturbationMonitor
+from rssnn.lava_procs.monitor.process import NetworkMonitor
 from rssnn.lava_procs.network import LavaNetwork, build
 from rssnn.lowered import LoweredNet, encode_input, first_step, steps_to_run
 from rssnn.synapse_kinds import kind_of
@@ -39,7 +39,7 @@ class PairGraph:
     clean: LavaNetwork
     pert: LavaNetwork | None
     decoders: list[ClassDecoder]
-    monitors: list[MembranePerturbationMonitor] = field(default_factory=list)
+    monitor: NetworkMonitor | None = None
 
     @property
     def total_steps(self) -> int:
@@ -73,21 +73,36 @@ def build_pair(
         )
         copy.readout.synapse.a_out.connect(dec.a_in)
         decoders.append(dec)
-    monitors = []
-    if monitor and perturbed is not None:
-        for k, (nc, npert) in enumerate(zip(copies[0].neurons, copies[1].neurons)):
-            mon = MembranePerturbationMonitor(
-                shape=nc.a_in.shape,
-                num_steps=net.num_steps,
-                leak=copies[0].leaks[k],
-                state_unit=dynamics.state_to_float(1.0, copies[0].scales[k]),
-                window_start=first_step(k),
-                num_images=n,
-                name=f"monitor:{copies[0].layer_names[k]}",
-            )
-            mon.watch(nc, npert)
-            monitors.append(mon)
-    return PairGraph(net, n, encoder, copies[0], copies[1] if len(copies) > 1 else None, decoders, monitors)
+    mon = _network_monitor(net, copies, encoder, n) if monitor else None
+    return PairGraph(net, n, encoder, copies[0], copies[1] if len(copies) > 1 else None, decoders, mon)
+
+
+def _network_monitor(
+    net: LoweredNet, copies: list[LavaNetwork], encoder: ImageEncoder, n: int
+) -> NetworkMonitor:
+    """One monitor on every spiking layer: activity of the clean copy, MPPD with a perturbed one."""
+    clean = copies[0]
+    fans = activity.fan_out(net)
+    sizes = [int(np.prod(nc.a_in.shape)) for nc in clean.neurons]
+    units = [np.full(size, dynamics.state_to_float(1.0, scale)) for size, scale in zip(sizes, clean.scales)]
+    mon = NetworkMonitor(
+        sizes=sizes,
+        input_size=int(np.prod(encoder.s_out.shape)),
+        num_steps=net.num_steps,
+        num_images=n,
+        window_starts=[first_step(k) for k in range(len(sizes))],
+        input_window_start=first_step(0) - 1,  # the source sends the frame the first synapse reads
+        fan_out=np.concatenate([activity.lava_flat(f) for f in fans[1:]]),
+        input_fan_out=activity.lava_flat(fans[0]),
+        leak=np.concatenate([leak.ravel() for leak in clean.leaks]),
+        state_unit=np.concatenate(units),
+        mppd=len(copies) > 1,
+        name="monitor",
+    )
+    mon.watch(clean.neurons, copies[1].neurons if len(copies) > 1 else None)
+    graded = encoder.s_out.flatten() if len(encoder.s_out.shape) > 1 else encoder.s_out
+    graded.connect(mon.graded_in)
+    return mon
 
 
 def run(
@@ -113,9 +128,20 @@ def run(
         timings = run_steps(proc, graph.total_steps, run_cfg, chunk, watchdog_s, advance)
         return dict(
             predictions=[d.predictions.get().astype(int) for d in graph.decoders],
-            monitors=[m.results() for m in graph.monitors],
+            monitor=graph.monitor.results() if graph.monitor is not None else None,
             steps=graph.total_steps,
             **timings,
         )
     finally:
         stop(proc)
+
+
+def count_activity(
+    net: LoweredNet, pixels: np.ndarray, run_cfg: Any, watchdog_s: float = 120.0
+) -> dict[str, Any]:
+    """Run uint8 images [N, 3, H, W] through one copy of ``net`` with the network monitor and
+    return its totals (``spikes``, ``synops`` per spiking layer, ``input_macs``) plus the
+    predictions; :func:`rssnn.activity.summarise` turns them into per-inference figures."""
+    graph = build_pair(net, pixels, None, monitor=True)
+    result = run(graph, run_cfg, watchdog_s=watchdog_s)
+    return dict(result["monitor"], predictions=result["predictions"][0], run_s=result["run_s"])

@@ -7,7 +7,8 @@ rssnn export --format nir [flags of export/to_nir.py]   the float network as a N
 rssnn run       [flags of lava_procs.run]        Lava processes + on-device monitor
 rssnn demo      [flags of rssnn.demo]            the whole pipeline on a short budget
 rssnn report    RUN_FOLDER                       summary of a training run
-rssnn cost      --net FILE.net --out REPORT.json Loihi 2 neurocores and chips (estimate)
+rssnn cost      --net FILE.net --out REPORT.json Loihi 2 neurocores and chips (estimate);
+                [--images N]                     + activity counted in Lava, energy range
 rssnn migrate-checkpoint --trust SRC DST         re-save a trusted old checkpoint safely
 """
 

@@ -1,13 +1,20 @@
 """``rssnn cost``: does a NetX file fit Loihi 2, on how many neurocores and chips, and why.
 
     rssnn cost --net model.net --out cost.json      # also cost.md (table) and cost.png (plot)
+    rssnn cost --net model.net --out cost.json --images 100 [--data-root DIR --split val]
 
 Reads any stock NetX file (lava-dl's own, CUBA or sigma-delta) or an rssnn extension file with
 the numpy core and h5py only (no torch, no Lava) and places it under the resource model of
 :mod:`rssnn.loihi2`: neurons, fan-in, weights (non-zero, bits), synaptic memory and cores per
 layer, the resource that bound each layer, totals, and every constant with its source. This is
-an estimate: docs/loihi2.md checks it against Intel's compiler. Activity (spikes, synaptic
-operations) and energy need a run on images; this command does not count them yet.
+an estimate: docs/loihi2.md checks it against Intel's compiler.
+
+With ``--images N`` (an rssnn-lava file: it names its dataset and input encoding) the network
+also runs in Lava on N held-out images and its network monitor counts, per layer and per
+inference, spikes, synaptic operations (the graded input as multiply-accumulates), neuron updates
+and activation sparsity (:mod:`rssnn.activity`); :mod:`rssnn.energy` turns them into an energy
+range and a latency, labelled an estimate. Placement alone needs the numpy core and h5py; the
+run imports Lava (``rssnn.lava_procs``), never torch.
 """
 
 from __future__ import annotations
@@ -40,7 +47,44 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "| constant | value | kind | source |", "|---|---|---|---|"]
     for name, c in report["resources"].items():
         lines.append(f"| {name} | {c['value']:g} | {c['kind']} | {c['source']} |")
+    if "activity" in report:
+        lines += _activity_markdown(report)
     return "\n".join(lines) + "\n"
+
+
+def _activity_markdown(report: dict[str, Any]) -> list[str]:
+    act, energy = report["activity"], report["energy"]
+    lo, hi = report["energy_mj"]
+    dyn, static = energy["dynamic_mj"], energy["static_mj"]
+    lines = [
+        "",
+        f"## Activity per inference, counted by the network monitor in Lava ({act['images']} images, "
+        f"T = {act['num_steps']})",
+        "",
+        "| layer | neurons | spikes | synaptic ops | neuron updates | sparsity |",
+        "|---|---|---|---|---|---|",
+        f"| input (graded, MACs) | - | - | {act['input_macs_per_inference']:.4g} | - | - |",
+    ]
+    for layer in act["layers"]:
+        lines.append(
+            f"| {layer['name']} | {layer['neurons']} | {layer['spikes_per_inference']:.4g} | "
+            f"{layer['synops_per_inference']:.4g} | {layer['neuron_updates_per_inference']} | "
+            f"{layer['sparsity']:.3f} |"
+        )
+    lines += [
+        f"| **total** | | **{act['spikes_per_inference']:.4g}** | **{act['synops_per_inference']:.4g}** | "
+        f"{act['neuron_updates_per_inference']} | {act['sparsity']:.3f} |",
+        "",
+        f"**Energy per inference {lo:.3g} to {hi:.3g} mJ** (dynamic {dyn[0]:.3g} to {dyn[1]:.3g}, "
+        f"static {static[0]:.3g} to {static[1]:.3g}); latency {energy['latency_ms']:.3g} ms. "
+        f"{energy['note']}.",
+        "",
+        "| constant | value | kind | source |",
+        "|---|---|---|---|",
+    ]
+    for name, c in energy["constants"].items():
+        lines.append(f"| {name} | {c['value']:.4g} | {c['kind']} | {c['source']} |")
+    return lines
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -67,11 +111,18 @@ def plot(report: dict[str, Any], path: Path) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from rssnn import loihi2
     from rssnn.atomic import atomic_write_text, check_output_file
+    from rssnn.errors import UserError
 
     out = Path(args.out)
     for path in (out, out.with_suffix(".md"), out.with_suffix(".png")):
         check_output_file(path)  # before any work
+    if args.images is not None and args.images < 1:
+        raise UserError(f"--images must be >= 1, got {args.images}")
+    if args.images is None and (args.data_root or args.split != "val"):
+        raise UserError("--data-root and --split choose the images of --images N; add --images")
     report = loihi2.place(args.net)
+    if args.images:
+        report.update(_count(args, report["total_cores"]))
     atomic_write_text(out, json.dumps(report, indent=2))
     atomic_write_text(out.with_suffix(".md"), markdown(report))
     plot(report, out.with_suffix(".png"))
@@ -79,7 +130,47 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"{args.net}: {report['total_cores']} Loihi 2 neurocores on {report['chips']} chip(s) "
         f"(estimate); report {out}"
     )
+    if args.images:
+        lo, hi = report["energy_mj"]
+        print(
+            f"per inference ({report['activity']['images']} images in Lava): "
+            f"{report['spikes_per_inference']:.4g} spikes, {report['synops_per_inference']:.4g} synaptic "
+            f"ops, energy {lo:.3g} to {hi:.3g} mJ (estimate)"
+        )
     return report
+
+
+def _count(args: argparse.Namespace, cores: int) -> dict[str, Any]:
+    """Activity counted by the network monitor in Lava on ``--images`` images, and the energy."""
+    from rssnn import activity, cifar, energy, netx_file
+    from rssnn.errors import UserError
+
+    try:
+        meta = netx_file.read_metadata(args.net)
+    except UserError as exc:
+        raise UserError(
+            f"--images needs an rssnn-lava NetX file (it names its dataset and input encoding): {exc}"
+        ) from None
+    net, meta = netx_file.read(args.net)
+    images, _, _ = cifar.load_run_split(args.data_root, meta["dataset"], args.split, meta["training_config"])
+    pixels = images[: args.images]
+    # The run needs Lava: the CLI reaches into lava_procs only here, so placement stays core-only.
+    from rssnn.lava_guard import cleanup_on_exit
+    from rssnn.lava_procs import runtime
+    from rssnn.lava_procs.run import select_backend
+
+    with cleanup_on_exit():
+        counts = runtime.count_activity(net, pixels, select_backend("sim")[1])
+    act = activity.summarise(net, counts, len(pixels))
+    est = energy.estimate(act, cores)
+    return dict(
+        activity=act,
+        energy=est,
+        synops_per_inference=act["synops_per_inference"],
+        spikes_per_inference=act["spikes_per_inference"],
+        energy_mj=est["energy_mj"],
+        latency_ms=est["latency_ms"],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,6 +181,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--net", required=True, help="NetX HDF5 file (ours or lava-dl's)")
     ap.add_argument("--out", default="cost.json", help="JSON report; .md and .png beside it")
+    ap.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also run N held-out images in Lava: activity per layer and the energy range",
+    )
+    ap.add_argument(
+        "--data-root", default=None, help="CIFAR folder for --images (default ../shared/data/cifar10)"
+    )
+    ap.add_argument(
+        "--split", choices=("val", "test", "train"), default="val", help="split for --images (val)"
+    )
     args = ap.parse_args(argv)
     return run_cli(lambda: run(args))
 

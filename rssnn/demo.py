@@ -1,4 +1,5 @@
-"""The main job: train -> evaluate -> export + verify -> run on Lava with the monitor -> summary.
+"""The main job: train -> evaluate -> export + verify -> run on Lava with the monitor -> Loihi 2
+cost (placement, activity counted in Lava, energy range) -> summary.
 
     python -m rssnn.demo [--out runs/main] [--fresh] [--data-root DIR] [--download]
 
@@ -23,6 +24,7 @@ TRAIN = ["--mode", "gaussian", "--rho", "1", "--train-limit", "6000", "--epochs"
 # The headline robust accuracy is the per-image worst case over the attack ensemble.
 ATTACKS = "clean,gn:8/255,fgsm:8/255,pgd:8/255:7,pgd:8/255:20,ensemble:2/255,ensemble:8/255"
 LAVA_IMAGES = 200  # per perturbation, on Lava (fast exact synapse models: about 0.1 s per image pair)
+COST_IMAGES = 100  # activity counted in Lava for the Loihi 2 cost estimate
 
 
 def stage(name: str, args: list[str], done: Path, timings: dict[str, float]) -> None:
@@ -56,6 +58,9 @@ def pipeline(out: Path, data: list[str], download: bool) -> list[tuple[str, list
                 "--limit", str(LAVA_IMAGES), "--perturb", pert, "--checkpoint", str(ckpt),
                 "--out", str(out / f"lava-{kind}.json")]  # fmt: skip
         stages.append((f"lava-{kind}", lava, out / f"lava-{kind}.json"))
+    cost = ["-m", "rssnn.cost", "--net", str(out / "model.net"), "--out", str(out / "cost.json"),
+            "--images", str(COST_IMAGES), *data]  # fmt: skip
+    stages.append(("cost", cost, out / "cost.json"))
     return stages
 
 
@@ -152,6 +157,19 @@ def summary(out: Path, timings: dict[str, float]) -> str:
                 f"{rep['mppd_per_layer'][-1]:.4g} ({rep['seconds_per_image']:.2f} s/image)",
             )
         )
+    cost = json.loads((out / "cost.json").read_text())
+    low, high = cost["energy_mj"]
+    rows += [
+        ("Loihi 2 estimate: neurocores / chips", f"{cost['total_cores']} / {cost['chips']}"),
+        (
+            f"Loihi 2: synaptic ops / spikes per inference (Lava, {cost['activity']['images']} images)",
+            f"{cost['synops_per_inference']:.3g} / {cost['spikes_per_inference']:.3g}",
+        ),
+        (
+            "Loihi 2 estimate: energy per inference; latency",
+            f"{low:.3g} to {high:.3g} mJ; {cost['latency_ms']:.2g} ms",
+        ),
+    ]
     rows += [(f"wall time: {k}", f"{v:.0f} s" if v else "reused") for k, v in timings.items()]
     width = max(len(a) for a, _ in rows)
     lines = ["| " + "result".ljust(width) + " | value |", "|" + "-" * (width + 2) + "|---|"]

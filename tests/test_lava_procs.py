@@ -13,7 +13,7 @@ import torch
 from conftest import ROOT, assert_one_line_error, call_main, run_cli
 from test_export import PLANS, _calibrated
 
-from rssnn import dynamics, lava_guard, netx_file
+from rssnn import activity, dynamics, lava_guard, netx_file
 from rssnn.errors import UserError
 from rssnn.export import lowering
 from rssnn.integer_forward import lif_sequence, mppd_reference
@@ -137,11 +137,17 @@ def test_monitor_equals_pytorch_mppd_and_many_images_match_per_image_runs(tiny_n
     reference = mppd_reference(net, clean, pert)
     assert result["predictions"][0].tolist() == reference["pred_clean"].tolist()
     assert result["predictions"][1].tolist() == reference["pred_pert"].tolist()
-    for mon, mppd, mpp in zip(result["monitors"], reference["mppd_per_step"], reference["mpp_per_step"]):
-        assert mon["images"] == 6
+    mon = result["monitor"]
+    assert mon["images"].tolist() == [6] * len(net.layers[:-1])
+    for k, (mppd, mpp) in enumerate(zip(reference["mppd_per_step"], reference["mpp_per_step"])):
         assert min(mppd) > 0
-        np.testing.assert_allclose(mon["mppd"], mppd, rtol=1e-9)
-        np.testing.assert_allclose(mon["mpp"], mpp, rtol=1e-9)
+        np.testing.assert_allclose(mon["mppd"][k], mppd, rtol=1e-9)
+        np.testing.assert_allclose(mon["mpp"][k], mpp, rtol=1e-9)
+    # The same monitor counts the clean copy's activity: equal to the integer reference's.
+    counts = activity.reference_counts(net, clean)
+    assert mon["spikes"].tolist() == counts["spikes"].tolist() and counts["spikes"].min() > 0
+    assert mon["synops"].tolist() == counts["synops"].tolist()
+    assert mon["input_macs"] == counts["input_macs"] > 0
     # One image at a time through PyTorch gives the same answers as the pipelined Lava run.
     for i in range(6):
         alone = mppd_reference(net, clean[i : i + 1], pert[i : i + 1])

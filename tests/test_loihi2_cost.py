@@ -64,6 +64,47 @@ def test_rssnn_cost_reports_an_exported_model(tiny_run, tmp_path, capsys):
     for layer in report["layers"][1:]:
         assert layer["neurons"] > 0 and layer["cores"] >= 1 and layer["fan_in"] > 0
     assert "neurocores" in out.with_suffix(".md").read_text() and out.with_suffix(".png").stat().st_size
+    assert "energy_mj" not in report  # placement alone counts nothing
+
+    # With images: the network monitor's counts in Lava, equal to the integer reference's.
+    from rssnn import activity, cifar, netx_file
+
+    argv = [
+        "--net",
+        str(net),
+        "--out",
+        str(out),
+        "--images",
+        "4",
+        "--data-root",
+        str(ROOT.parent / "shared" / "data" / "cifar10"),
+    ]
+    assert call_main(cost.main, argv) == 0
+    report = json.loads(out.read_text())
+    lowered, meta = netx_file.read(net)
+    pixels = cifar.load_run_split(None, "cifar10", "val", meta["training_config"])[0][:4]
+    counts = activity.reference_counts(lowered, pixels)
+    spikes = [layer["spikes_per_inference"] * 4 for layer in report["activity"]["layers"]]
+    assert spikes == counts["spikes"].tolist() and sum(spikes) > 0
+    assert report["synops_per_inference"] == (counts["synops"].sum() + counts["input_macs"]) / 4
+    assert report["spikes_per_inference"] == counts["spikes"].sum() / 4
+    low, high = report["energy_mj"]
+    assert 0 < low < high and report["latency_ms"] > 0
+    for layer in report["activity"]["layers"]:
+        assert 0 <= layer["sparsity"] <= 1
+    assert "Energy per inference" in out.with_suffix(".md").read_text()
+
+
+def test_energy_constants_carry_sources_and_bracket_the_pilotnet_measurement():
+    """Every constant has a source and a kind; PilotNet CUBA's measured 1.09 mJ dynamic energy
+    would need between 46 and 160 million synaptic operations per inference under the range."""
+    from rssnn import energy
+
+    for c in energy.ENERGY.values():
+        assert c.source and c.kind
+    assert energy.ENERGY["hala_point_pj_per_op"].value == pytest.approx(6.84, abs=0.01)
+    high_ops, low_ops = energy.pilotnet_implied_synops()
+    assert high_ops == pytest.approx(4.62e7, rel=0.01) and low_ops == pytest.approx(1.59e8, rel=0.01)
 
 
 def test_what_cannot_be_placed_is_refused_with_one_line(shared_files, tmp_path, capsys):
@@ -95,4 +136,11 @@ def test_what_cannot_be_placed_is_refused_with_one_line(shared_files, tmp_path, 
         (copy_with(set_neuron), "no placement model for neuron type 'RF'"),
     ]:
         assert_one_line_error(capsys, call_main(cost.main, ["--net", str(net), "--out", str(out)]), message)
+    for extra, message in [
+        (["--images", "3"], "--images needs an rssnn-lava NetX file"),  # lava-dl's: no dataset
+        (["--images", "0"], "--images must be >= 1"),
+        (["--data-root", str(tmp_path)], "add --images"),
+    ]:
+        argv = ["--net", str(shared_files / "mnist.net"), "--out", str(out), *extra]
+        assert_one_line_error(capsys, call_main(cost.main, argv), message)
     assert not out.parent.exists()

@@ -132,6 +132,7 @@ def test_damaged_skip_is_rejected(images, tmp_path):
 
 
 def test_monitor_equals_the_reference_mppd_on_a_residual_network(images, tmp_path):
+    from rssnn import activity
     from rssnn.lava_procs import runtime
     from rssnn.lava_procs.run import select_backend
 
@@ -146,11 +147,16 @@ def test_monitor_equals_the_reference_mppd_on_a_residual_network(images, tmp_pat
     reference = mppd_reference(net, clean, pert)
     assert result["predictions"][0].tolist() == reference["pred_clean"].tolist()
     assert result["predictions"][1].tolist() == reference["pred_pert"].tolist()
-    assert len(result["monitors"]) == 7, "every spiking layer, those inside blocks included"
-    for mon, mppd, mpp in zip(result["monitors"], reference["mppd_per_step"], reference["mpp_per_step"]):
-        assert mon["images"] == 3 and min(mppd) > 0
-        np.testing.assert_allclose(mon["mppd"], mppd, rtol=1e-9)
-        np.testing.assert_allclose(mon["mpp"], mpp, rtol=1e-9)
+    mon = result["monitor"]
+    assert mon["images"].tolist() == [3] * 7, "every spiking layer, those inside blocks included"
+    for k, (mppd, mpp) in enumerate(zip(reference["mppd_per_step"], reference["mpp_per_step"])):
+        assert min(mppd) > 0
+        np.testing.assert_allclose(mon["mppd"][k], mppd, rtol=1e-9)
+        np.testing.assert_allclose(mon["mpp"][k], mpp, rtol=1e-9)
+    # Activity, skips' fan-out included: equal to the integer reference's counts.
+    counts = activity.reference_counts(net, clean)
+    assert mon["spikes"].tolist() == counts["spikes"].tolist()
+    assert mon["synops"].tolist() == counts["synops"].tolist()
     assert multiprocessing.active_children() == []
 
 

@@ -38,6 +38,12 @@ class _ResetMixin:
         interval = self.proc_params["reset_interval"]
         return bool(interval) and self.time_step % interval == self.proc_params["reset_offset"] % interval
 
+    def _send_probes(self, spikes: np.ndarray) -> None:
+        """Spikes, u and the post-reset v, flat, to the network monitor (if connected)."""
+        for port, value in ((self.probe_s, spikes), (self.probe_u, self.u), (self.probe_v, self.v)):
+            if port.csp_ports:
+                port.send(value.ravel())
+
     def _step_index(self) -> int:
         """Index of the current step inside its reset window (for the per-step gain)."""
         interval = self.proc_params["reset_interval"]
@@ -54,6 +60,9 @@ class PyDLIFModelFixed(_ResetMixin, PyLoihiProcessModel):
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
+    probe_s: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
+    probe_u: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    probe_v: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     u: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     i_decay: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=13)
@@ -81,6 +90,7 @@ class PyDLIFModelFixed(_ResetMixin, PyLoihiProcessModel):
         self.u[:] = u
         self.v[:] = v
         self.s_out.send(s.astype(np.int32))
+        self._send_probes(s.astype(np.int32))
 
 
 @implements(proc=DLIF, protocol=LoihiProtocol)
@@ -95,6 +105,9 @@ class PyDLIFModelFloat(_ResetMixin, PyLoihiProcessModel):
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    probe_s: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    probe_u: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    probe_v: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     u: np.ndarray = LavaPyType(np.ndarray, float)
     v: np.ndarray = LavaPyType(np.ndarray, float)
     i_decay: np.ndarray = LavaPyType(np.ndarray, float)
@@ -113,3 +126,4 @@ class PyDLIFModelFloat(_ResetMixin, PyLoihiProcessModel):
         self.u[:] = u
         self.v[:] = np.where(s, 0.0, m + self.bias_mant)
         self.s_out.send(s.astype(float))
+        self._send_probes(s.astype(float))
