@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> dict:
         "lava_throughput": lambda: lava_throughput.main(
             [
                 "--images",
-                "4" if q else "6",
+                "4" if q else "12",
                 "--repeats",
-                "1" if q else "2",
+                "1" if q else "3",
                 "--out",
                 str(out / "lava_throughput.json"),
             ]

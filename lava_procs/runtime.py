@@ -84,7 +84,6 @@ def _network_monitor(
     clean = copies[0]
     fans = activity.fan_out(net)
     sizes = [int(np.prod(nc.a_in.shape)) for nc in clean.neurons]
-    units = [np.full(size, dynamics.state_to_float(1.0, scale)) for size, scale in zip(sizes, clean.scales)]
     mon = NetworkMonitor(
         sizes=sizes,
         input_size=int(np.prod(encoder.s_out.shape)),
@@ -95,7 +94,7 @@ def _network_monitor(
         fan_out=np.concatenate([activity.lava_flat(f) for f in fans[1:]]),
         input_fan_out=activity.lava_flat(fans[0]),
         leak=np.concatenate([leak.ravel() for leak in clean.leaks]),
-        state_unit=np.concatenate(units),
+        state_unit=np.array([dynamics.state_to_float(1.0, scale) for scale in clean.scales]),
         mppd=len(copies) > 1,
         name="monitor",
     )

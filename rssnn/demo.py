@@ -19,8 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-# About 6 minutes on 2 cores: the CPU preset's model and recipe on a 6,000-image subset.
-TRAIN = ["--mode", "gaussian", "--rho", "1", "--train-limit", "6000", "--epochs", "3"]
+# About 8 minutes on 2 cores: the CPU preset's model and recipe on a 20,000-image subset (val
+# accuracy 0.54 after 3 epochs, so the deployed model passes 50 % on Lava).
+TRAIN = ["--mode", "gaussian", "--rho", "1", "--train-limit", "20000", "--epochs", "3"]
 # The headline robust accuracy is the per-image worst case over the attack ensemble.
 ATTACKS = "clean,gn:8/255,fgsm:8/255,pgd:8/255:7,pgd:8/255:20,ensemble:2/255,ensemble:8/255"
 LAVA_IMAGES = 200  # per perturbation, on Lava (fast exact synapse models: about 0.1 s per image pair)

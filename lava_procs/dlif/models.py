@@ -39,10 +39,9 @@ class _ResetMixin:
         return bool(interval) and self.time_step % interval == self.proc_params["reset_offset"] % interval
 
     def _send_probes(self, spikes: np.ndarray) -> None:
-        """Spikes, u and the post-reset v, flat, to the network monitor (if connected)."""
-        for port, value in ((self.probe_s, spikes), (self.probe_u, self.u), (self.probe_v, self.v)):
-            if port.csp_ports:
-                port.send(value.ravel())
+        """[spikes, u, post-reset v], flat, to the network monitor (if connected)."""
+        if self.probe.csp_ports:
+            self.probe.send(np.concatenate([spikes.ravel(), self.u.ravel(), self.v.ravel()]))
 
     def _step_index(self) -> int:
         """Index of the current step inside its reset window (for the per-step gain)."""
@@ -60,9 +59,7 @@ class PyDLIFModelFixed(_ResetMixin, PyLoihiProcessModel):
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
-    probe_s: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
-    probe_u: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-    probe_v: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    probe: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     u: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     i_decay: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=13)
@@ -105,9 +102,7 @@ class PyDLIFModelFloat(_ResetMixin, PyLoihiProcessModel):
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    probe_s: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    probe_u: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    probe_v: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    probe: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     u: np.ndarray = LavaPyType(np.ndarray, float)
     v: np.ndarray = LavaPyType(np.ndarray, float)
     i_decay: np.ndarray = LavaPyType(np.ndarray, float)

@@ -58,13 +58,10 @@ class DLIF(AbstractProcess):
         super().__init__(shape=shape, reset_interval=reset_interval, reset_offset=reset_offset, name=name)
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
-        # Probes for the network monitor: spikes, u and the post-reset v of every step, flat
-        # in Lava order (so several layers' probes concatenate into one port); sent only when
-        # connected.
-        size = int(np.prod(shape))
-        self.probe_s = OutPort(shape=(size,))
-        self.probe_u = OutPort(shape=(size,))
-        self.probe_v = OutPort(shape=(size,))
+        # The probe for the network monitor: spikes, u and the post-reset v of every step, flat
+        # in Lava order and stacked into one message [s, u, v] (one send per step: every port
+        # message costs a channel round), sent only when connected.
+        self.probe = OutPort(shape=(3 * int(np.prod(shape)),))
         self.u = Var(shape=shape, init=0)
         self.v = Var(shape=shape, init=0)
         self.i_decay = Var(shape=shape, init=_full(i_decay, shape))

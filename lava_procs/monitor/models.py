@@ -32,6 +32,7 @@ class _MonitorBase(PyLoihiProcessModel):
         ends = np.cumsum(sizes)
         self._slices = [slice(int(e - s), int(e)) for s, e in zip(sizes, ends)]
         self._eps = [None] * len(sizes)
+        self._layer_views = None
 
     def _window(self, start: int) -> int | None:
         """Step index inside the image windows of a stream that starts at Lava step ``start``
@@ -40,36 +41,44 @@ class _MonitorBase(PyLoihiProcessModel):
         t = self.time_step - start
         return t if 0 <= t < p["num_images"] * p["num_steps"] else None
 
+    def _views(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per layer (fan-out, leak) views into the flat Vars (set by the builder after
+        ``__init__``, so taken on first use)."""
+        if self._layer_views is None:
+            self._layer_views = [(self.fan_out[part], self.leak[part]) for part in self._slices]
+        return self._layer_views
+
     def run_spk(self) -> None:
         p = self.proc_params
         steps = p["num_steps"]
         graded = self.graded_in.recv()
         if self._window(p["input_window_start"]) is not None:
-            self.input_macs[0] += float((graded != 0) @ self.input_fan_out)
-        for k, part in enumerate(self._slices):
-            spikes, u_c, u_p, v_c, v_p = (getattr(self, f"{kind}_{k}").recv() for kind in LAYER_PORTS)
+            self.input_macs[0] += float(self.input_fan_out @ (graded != 0))
+        for k, (fan_out, leak) in enumerate(self._views()):
+            clean, pert = (getattr(self, f"{kind}_{k}").recv() for kind in LAYER_PORTS)
             t = self._window(p["window_starts"][k])
             if t is None:
                 continue
-            s = spikes != 0
-            self.spike_count[k] += float(s.sum())
-            self.synop_count[k] += float(self.fan_out[part][s].sum())
+            spikes, u_c, v_c = np.split(clean, 3)
+            self.spike_count[k] += float(np.count_nonzero(spikes))
+            self.synop_count[k] += float(fan_out @ spikes)
             tau = t % steps
             if tau == steps - 1:
                 self.images[k] += 1
             if not p["mppd"]:
                 continue
-            unit = self.state_unit[part]
+            _, u_p, v_p = np.split(pert, 3)
+            unit, n = self.state_unit[k], len(leak)
             if tau == 0 or self._eps[k] is None:
-                self._eps[k] = np.zeros(part.stop - part.start)
-            delta = (u_c.astype(np.float64) - u_p.astype(np.float64)) * unit
-            self._eps[k] = dynamics.mppd_step(self._eps[k], self.leak[part], delta)
-            self.mppd_sum[k, tau] += float(np.mean(self._eps[k] ** 2))
-            dv = (v_c.astype(np.float64) - v_p.astype(np.float64)) * unit
-            self.mpp_sum[k, tau] += float(np.mean(dv**2))
+                self._eps[k] = np.zeros(n)
+            eps = dynamics.mppd_step(self._eps[k], leak, unit * (u_c - u_p).astype(np.float64))
+            self._eps[k] = eps
+            self.mppd_sum[k, tau] += float(eps @ eps) / n
+            dv = (v_c - v_p).astype(np.float64)
+            self.mpp_sum[k, tau] += unit * unit * float(dv @ dv) / n
 
 
-def _model(name: str, tag_name: str, dtype: type, state_bits: int | None, spike_bits: int | None):
+def _model(name: str, tag_name: str, dtype: type, state_bits: int | None):
     """The model class with a typed in-port attribute for every port the process declares."""
 
     def port(bits):
@@ -78,10 +87,10 @@ def _model(name: str, tag_name: str, dtype: type, state_bits: int | None, spike_
     attrs = {"graded_in": port(state_bits), "__module__": __name__, "__doc__": f"The monitor, {tag_name}."}
     for k in range(MAX_LAYERS):
         for kind in LAYER_PORTS:
-            attrs[f"{kind}_{k}"] = port(spike_bits if kind == "spikes" else state_bits)
+            attrs[f"{kind}_{k}"] = port(state_bits)
     cls = type(name, (_MonitorBase,), attrs)
     return implements(proc=NetworkMonitor, protocol=LoihiProtocol)(requires(CPU)(tag(tag_name)(cls)))
 
 
-PyNetworkMonitorFixed = _model("PyNetworkMonitorFixed", "fixed_pt", np.int32, 24, 1)
-PyNetworkMonitorFloat = _model("PyNetworkMonitorFloat", "floating_pt", float, None, None)
+PyNetworkMonitorFixed = _model("PyNetworkMonitorFixed", "fixed_pt", np.int32, 24)
+PyNetworkMonitorFloat = _model("PyNetworkMonitorFloat", "floating_pt", float, None)

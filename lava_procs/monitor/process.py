@@ -1,12 +1,13 @@
 """The network monitor: one process measures, on the device, the activity of every spiking layer
 and (with a perturbed copy) its membrane perturbation.
 
-Inputs arrive, per spiking layer k, on five in-ports fed by the layer's flat probe ports
-(Lava's (x, y, c) order), plus one for the network's graded input:
+Inputs arrive, per spiking layer k, on two in-ports fed by the layer's probe (``DLIF.probe``:
+spikes, u and post-reset v, flat in Lava's (x, y, c) order, stacked into one message), plus
+one for the network's graded input:
 
-* ``spikes_k``: the clean copy's spikes (``DLIF.probe_s``), and ``graded_in``: the encoder's input;
-* ``u_clean_k``, ``u_pert_k``, ``v_clean_k``, ``v_pert_k``: current and post-reset voltage of
-  both copies (``DLIF.probe_u`` / ``probe_v``); left unconnected without a perturbed copy.
+* ``clean_k``: the clean copy's layer k (its spikes are the activity), and ``graded_in``: the
+  encoder's input;
+* ``pert_k``: the perturbed copy's layer k (u and v for the MPPD); left unconnected without one.
 
 A Lava process declares its ports up front and Lava 0.10 cannot concatenate ports
 (``ConcatPort`` raises NotImplementedError), so the process has ``MAX_LAYERS`` sets of layer
@@ -37,8 +38,8 @@ from lava.magma.core.process.ports.ports import InPort
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.process.variable import Var
 
-MAX_LAYERS = 64  # spiking layers one monitor serves (WRN-16 has 13)
-LAYER_PORTS = ("spikes", "u_clean", "u_pert", "v_clean", "v_pert")
+MAX_LAYERS = 32  # spiking layers one monitor serves (WRN-16 has 13, VGG-11 10)
+LAYER_PORTS = ("clean", "pert")
 
 
 class NetworkMonitor(AbstractProcess):
@@ -52,7 +53,7 @@ class NetworkMonitor(AbstractProcess):
     fan_out: per neuron, the non-zero synapses it drives (concatenated over layers).
     input_fan_out: per input element, likewise.
     leak: per neuron, the MPPD recursion's lambda (concatenated).
-    state_unit: per neuron, float units per integer state unit, 1 / (64 k) (concatenated).
+    state_unit: per layer, float units per integer state unit, 1 / (64 k).
     mppd: whether a perturbed copy is attached (u/v ports connected).
     """
 
@@ -87,13 +88,13 @@ class NetworkMonitor(AbstractProcess):
         layers = len(sizes)
         self.graded_in = InPort(shape=(input_size,))
         for k in range(MAX_LAYERS):
-            size = int(sizes[k]) if k < layers else 1
+            size = 3 * int(sizes[k]) if k < layers else 1
             for kind in LAYER_PORTS:
                 setattr(self, f"{kind}_{k}", InPort(shape=(size,)))
         self.fan_out = Var(shape=(total,), init=np.asarray(fan_out, dtype=float))
         self.input_fan_out = Var(shape=(input_size,), init=np.asarray(input_fan_out, dtype=float))
         self.leak = Var(shape=(total,), init=np.asarray(leak, dtype=float))
-        self.state_unit = Var(shape=(total,), init=np.asarray(state_unit, dtype=float))
+        self.state_unit = Var(shape=(layers,), init=np.asarray(state_unit, dtype=float))
         self.spike_count = Var(shape=(layers,), init=np.zeros(layers))
         self.synop_count = Var(shape=(layers,), init=np.zeros(layers))
         self.input_macs = Var(shape=(1,), init=np.zeros(1))
@@ -105,12 +106,9 @@ class NetworkMonitor(AbstractProcess):
         """Attach to the spiking neurons (``LavaNetwork.neurons``) of the clean copy and, for the
         perturbation, of the perturbed copy; ``graded_in`` is connected by the caller."""
         for k, neuron in enumerate(clean):
-            neuron.probe_s.connect(getattr(self, f"spikes_{k}"))
+            neuron.probe.connect(getattr(self, f"clean_{k}"))
             if pert is not None:
-                neuron.probe_u.connect(getattr(self, f"u_clean_{k}"))
-                neuron.probe_v.connect(getattr(self, f"v_clean_{k}"))
-                pert[k].probe_u.connect(getattr(self, f"u_pert_{k}"))
-                pert[k].probe_v.connect(getattr(self, f"v_pert_{k}"))
+                pert[k].probe.connect(getattr(self, f"pert_{k}"))
 
     def results(self) -> dict[str, np.ndarray]:
         """Totals: ``spikes``, ``synops`` per layer and ``input_macs`` (int64), and per layer the
