@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-# About 8 minutes on 2 cores: the CPU preset's model and recipe on a 20,000-image subset (val
+# About 8 minutes of training on 2 cores: the CPU preset's model and recipe on a 20,000-image subset (val
 # accuracy 0.54 after 3 epochs, so the deployed model passes 50 % on Lava).
 TRAIN = ["--mode", "gaussian", "--rho", "1", "--train-limit", "20000", "--epochs", "3"]
 # The headline robust accuracy is the per-image worst case over the attack ensemble.
