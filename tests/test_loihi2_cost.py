@@ -93,6 +93,11 @@ def test_rssnn_cost_reports_an_exported_model(tiny_run, tmp_path, capsys):
     for layer in report["activity"]["layers"]:
         assert 0 <= layer["sparsity"] <= 1
     assert "Energy per inference" in out.with_suffix(".md").read_text()
+    # --images without data: one line, and the report written above is left as it was.
+    before = out.read_bytes()
+    argv = ["--net", str(net), "--out", str(out), "--images", "2", "--data-root", str(tmp_path / "nodata")]
+    assert_one_line_error(capsys, call_main(cost.main, argv), "no cifar10 data")
+    assert out.read_bytes() == before
 
 
 def test_energy_constants_carry_sources_and_bracket_the_pilotnet_measurement():
