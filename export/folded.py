@@ -59,7 +59,7 @@ class ImageInput:
         return (c + 1, h, w)
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
-        """uint8 or [0, 1] float pixels... as float64 [N, C, H, W]: uint8 are divided by 255."""
+        """Images [N, C, H, W], uint8 levels or float pixels in [0, 1], normalised (float64)."""
         x = pixels.double() / 255 if not pixels.is_floating_point() else pixels.double()
         return (x - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
 
