@@ -423,8 +423,10 @@ def _dense(name: str, node, x) -> _Current:
     bias = _array(node, "bias") if getattr(node, "bias", None) is not None else np.zeros(w.shape[0])
     if w.dim() != 2:
         raise UserError(f"NIR node '{name}': weight of shape {tuple(w.shape)}; a matrix is needed")
-    if len(x.shape) > 1 and not x.flat:
+    if len(x.shape) > 1 and not x.flat and w.shape[1] != int(np.prod(x.shape)):
         raise UserError(f"NIR node '{name}': a dense synapse on a (C, H, W) map needs a Flatten before it")
+    # Norse's exporter writes no Flatten node: a dense synapse that reads a whole map reads it
+    # flattened in (C, H, W) order, as torch's Flatten would.
     source = -1 if isinstance(x, _Image) else x.layer
     if isinstance(x, _Spikes) and x.pool:
         c, h, wd = x.shape
@@ -497,7 +499,8 @@ def read(path: str | Path):
     nir = _nir()
     with netx_file.open_checked(path):
         pass
-    try:
-        return nir.read(str(path))
+    try:  # no nir type check: from_nir checks every synapse against its source's shape itself,
+        # and accepts what nir's check refuses but means one thing (Norse's graphs have no Flatten)
+        return nir.read(str(path), type_check=False)
     except Exception as exc:  # nir raises KeyError/ValueError/TypeError on a malformed file
         raise UserError(f"'{path}' is not a readable NIR file ({type(exc).__name__}: {exc})"[:300]) from None

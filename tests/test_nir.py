@@ -239,9 +239,10 @@ def test_a_network_snntorch_trained_and_exported_runs_bit_exact_on_lava(cifar_ro
     assert json.loads(cost_out.read_text())["total_cores"] >= 3
 
 
-def _graph_file(tmp_path, nodes, edges, metadata=None, name="g.nir"):
+def _graph_file(tmp_path, nodes, edges, metadata=None, name="g.nir", type_check=True):
     path = tmp_path / name
-    nir.write(str(path), nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata or {}))
+    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata or {}, type_check=type_check)
+    nir.write(str(path), graph)
     return path
 
 
@@ -308,5 +309,11 @@ def test_what_cannot_be_mapped_is_one_line_before_any_work(tmp_path, capsys):
         code = call_main(to_netx, ["--nir", str(path), "--out", str(out), *extra])
         assert_one_line_error(capsys, code, message)
         assert not out.exists()
-    # The good file lowers: the refusals above are the graph's, not the harness's.
+    # The good file lowers: the refusals above are the graph's, not the harness's. So does one
+    # without the Flatten node, as Norse's exporter writes them (the dense synapse reads the map).
     assert call_main(to_netx, ["--nir", str(good), "--out", str(tmp_path / "good.net")]) == 0
+    graph = nir.read(str(good))
+    nodes = {k: v for k, v in graph.nodes.items() if k != "flat"}
+    edges = [e for e in graph.edges if "flat" not in e] + [("lif", "fc")]
+    unflat = _graph_file(tmp_path, nodes, edges, dict(num_steps=4, dt=1e-4), "unflat.nir", type_check=False)
+    assert call_main(to_netx, ["--nir", str(unflat), "--out", str(tmp_path / "unflat.net")]) == 0
