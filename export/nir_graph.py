@@ -27,7 +27,7 @@ line naming the node and what is supported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +84,7 @@ def _unit_thresholds(layer: FoldedLayer) -> FoldedLayer:
 
 
 def to_nir(net: FoldedNet, dt: float = DEFAULT_DT, class_names: list[str] | None = None):
-    """The folded network as a ``nir.NIRGraph`` (float64 arrays). ValueError for a neuron NIR
-    cannot state (a leak of 1)."""
+    """The folded network as a ``nir.NIRGraph`` (float64 arrays), under :data:`CONTRACT`."""
     nir = _nir()
     image = net.image
     nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array(image.shape))}
@@ -134,7 +133,7 @@ def to_nir(net: FoldedNet, dt: float = DEFAULT_DT, class_names: list[str] | None
             }
         target = "output" if layer.neuron is None else f"{name}.neuron"
         edges.append((src, f"{name}.synapse"))
-        edges.append((f"{name}.synapse", target))  # the main edge first: Norse merges in order
+        edges.append((f"{name}.synapse", target))  # the main edge before the skips (docs/nir.md)
         for j, skip in enumerate(layer.skips):
             skip_src, skip_shape = source(skip)
             nodes[f"{name}.skip{j}"] = nir.Conv2d(
@@ -365,8 +364,7 @@ def _transform(nir, name: str, node, x):
                 f"NIR node '{name}': Flatten(start_dim={node.start_dim}, end_dim={node.end_dim}) "
                 "must flatten the whole (C, H, W) map (start_dim 0, end_dim -1; batch excluded)"
             )
-        x.flat = True
-        return x
+        return replace(x, flat=True)  # a copy: the source may feed other nodes unflattened
     if isinstance(node, nir.AvgPool2d | nir.SumPool2d):
         k, s, p = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
         if not isinstance(x, _Spikes) or x.pool or x.flat or (k, s, p) != ((2, 2), (2, 2), (0, 0)):
@@ -374,8 +372,7 @@ def _transform(nir, name: str, node, x):
                 f"NIR node '{name}': only 2x2 pooling with stride 2 and no padding, on a neuron "
                 "layer's spikes (once), is supported"
             )
-        x.pool = 0.25 if isinstance(node, nir.AvgPool2d) else 1.0
-        return x
+        return replace(x, pool=0.25 if isinstance(node, nir.AvgPool2d) else 1.0)
     if isinstance(node, nir.Conv2d):
         return _conv(name, node, x)
     return _dense(name, node, x)  # Affine / Linear
@@ -396,20 +393,21 @@ def _conv(name: str, node, x) -> _Current | _Image:
     if x.flat:
         raise UserError(f"NIR node '{name}': Conv2d after Flatten")
     if isinstance(x, _Image):
-        diagonal = w.shape[2:] == (1, 1) and w.shape[0] == w.shape[1] and not x.used
-        scale = np.diag(w[:, :, 0, 0].numpy()) if diagonal else None
-        if diagonal and np.count_nonzero(w[:, :, 0, 0].numpy() - np.diag(scale)) == 0 and (scale != 0).all():
-            if stride == (1, 1) and padding == (0, 0):  # x' = scale x + bias: a normalisation
-                x.mean, x.std = x.mean - bias * x.std / scale, x.std / scale
-                return x
-        in_shape = x.shape
+        m = w[:, :, 0, 0].numpy() if w.shape[2:] == (1, 1) else None
+        scale = np.diag(m) if m is not None and m.shape[0] == m.shape[1] else None
+        normalisation = (
+            scale is not None and not x.used and np.array_equal(m, np.diag(scale)) and (scale != 0).all()
+            and stride == (1, 1) and padding == (0, 0)
+        )  # fmt: skip
+        if normalisation:  # x' = scale x + bias; the image's state, shared by all its readers
+            x.mean, x.std = x.mean - bias * x.std / scale, x.std / scale
+            return x
         term = Term(-1, w, stride, padding)
     else:
-        in_shape = x.shape
         if x.pool:
             w, stride, padding = _fold_pool_into_conv(w * (4 * x.pool), stride, padding)
-            in_shape = x.shape
         term = Term(x.layer, w, stride, padding)
+    in_shape = x.shape
     if w.shape[1] != in_shape[0]:
         raise UserError(f"NIR node '{name}': {w.shape[1]} input channels for a map of {in_shape[0]}")
     out_shape = conv_output_shape(in_shape, w.shape, stride, padding)

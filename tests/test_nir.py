@@ -317,3 +317,34 @@ def test_what_cannot_be_mapped_is_one_line_before_any_work(tmp_path, capsys):
     edges = [e for e in graph.edges if "flat" not in e] + [("lif", "fc")]
     unflat = _graph_file(tmp_path, nodes, edges, dict(num_steps=4, dt=1e-4), "unflat.nir", type_check=False)
     assert call_main(to_netx, ["--nir", str(unflat), "--out", str(tmp_path / "unflat.net")]) == 0
+
+
+def test_a_layer_whose_spikes_feed_a_pool_and_a_skip_keeps_both_readings(tmp_path):
+    """Layer 0's spikes go through 2x2 pooling into layer 1 and, unpooled, through a skip
+    conv into layer 2: pooling one reading must not change the other."""
+    rng = np.random.default_rng(0)
+
+    def conv(cin, cout, size, stride=1):
+        w = rng.normal(0, 0.3, (cout, cin, 3, 3))
+        return nir.Conv2d((size, size), w, stride, 1, 1, 1, np.zeros(cout))
+
+    nodes = {
+        "input": nir.Input(np.array([3, 32, 32])),
+        "conv0": conv(3, 4, 32), "lif0": _cuba((4, 32, 32)),
+        "pool": nir.AvgPool2d(np.array([2, 2]), np.array([2, 2]), np.array([0, 0])),
+        "conv1": conv(4, 4, 16), "lif1": _cuba((4, 16, 16)),
+        "conv2": conv(4, 4, 16), "skip": conv(4, 4, 32, stride=2), "lif2": _cuba((4, 16, 16)),
+        "flat": nir.Flatten({"input": np.array([4, 16, 16])}, 0, -1),
+        "fc": nir.Affine(rng.normal(0, 0.1, (10, 1024)), np.zeros(10)),
+        "output": nir.Output(np.array([10])),
+    }  # fmt: skip
+    edges = [("input", "conv0"), ("conv0", "lif0"), ("lif0", "pool"), ("lif0", "skip"), ("pool", "conv1"),
+             ("conv1", "lif1"), ("lif1", "conv2"), ("conv2", "lif2"), ("skip", "lif2"), ("lif2", "flat"),
+             ("flat", "fc"), ("fc", "output")]  # fmt: skip
+    path = _graph_file(tmp_path, nodes, edges, dict(num_steps=2, dt=1e-4), type_check=False)
+    net, _ = nir_graph.from_nir(nir_graph.read(path), None, None, None)
+    assert net.layers[1].own.weight.shape[2:] == (6, 6)  # the pool folded into conv1
+    skip = net.layers[2].skips[0]
+    assert skip.source == 0 and skip.weight.shape[2:] == (3, 3) and skip.stride == (2, 2)
+    lowered = lowering.lower_folded(net, list("0123456789"))
+    assert [layer.out_shape for layer in lowered.layers] == [(4, 32, 32), (4, 16, 16), (4, 16, 16), (10,)]
