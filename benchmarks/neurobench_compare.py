@@ -67,7 +67,7 @@ def float_accumulates(model, pixels) -> float:
             )
             shape = fans[term.source].shape
             in_shape = shape if kind == "conv" else (int(np.prod(shape)),)
-            fans[term.source] += activity._synapse_fan_out(syn, in_shape).reshape(shape)
+            fans[term.source] += activity.synapse_fan_out(syn, in_shape).reshape(shape)
     total = sum(int((s.sum((0, -1)).numpy() * f).sum()) for s, f in zip(spikes, fans))
     return total / len(pixels)
 

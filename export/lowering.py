@@ -39,6 +39,7 @@ from rssnn import dynamics
 from rssnn.errors import UserError
 from rssnn.export.folded import FoldedLayer, FoldedNet, ImageInput, Term
 from rssnn.lowered import PIXEL_LEVELS, LoweredLayer, LoweredNet, SkipSynapse
+from rssnn.neuron import FloatCuba, LoihiCuba
 from rssnn.synapse_kinds import conv_output_shape
 from rssnn.train.models import (
     AvgPool,
@@ -228,7 +229,7 @@ def _lower_layer(layers: list[LoweredLayer], layer: FoldedLayer, image: ImageInp
         k,
         flatten_before=layer.flatten_before,
         spiking=neuron is not None,
-        neuron=neuron.to_loihi(1.0 / k) if neuron is not None else None,
+        neuron=_loihi_neuron(name, neuron, k) if neuron is not None else None,
         limits=limits,
         skips=[
             SkipSynapse(t.source, q, layers[t.source].out_shape, t.stride, t.padding)
@@ -238,14 +239,20 @@ def _lower_layer(layers: list[LoweredLayer], layer: FoldedLayer, image: ImageInp
     )
 
 
+def _loihi_neuron(name: str, neuron: FloatCuba, k: float) -> LoihiCuba:
+    """The layer's neuron in integers for weights of ``1/k`` float units (UserError for a
+    threshold the 17-bit mantissa cannot hold at this scale)."""
+    try:
+        return neuron.to_loihi(1.0 / k)
+    except ValueError as exc:
+        raise UserError(f"cannot export {name}: {exc}") from None
+
+
 def lower_folded(net: FoldedNet, class_names: list[str]) -> LoweredNet:
     """A folded float network in Loihi integers: :func:`_lower_layer` layer by layer."""
     layers: list[LoweredLayer] = []
     for layer in net.layers:
-        try:
-            layers.append(_lower_layer(layers, layer, net.image))
-        except ValueError as exc:  # a threshold the 17-bit mantissa cannot hold at this scale
-            raise UserError(f"cannot export {layer.name}: {exc}") from None
+        layers.append(_lower_layer(layers, layer, net.image))
     return LoweredNet(net.image.lowered_shape, net.num_steps, layers, list(class_names))
 
 

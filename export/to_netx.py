@@ -113,16 +113,11 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
         from rssnn.export.nir_graph import check_flags
 
         check_flags(args.num_steps, args.dt, args.input_range)
-        Path(args.nir).is_file() or _missing(args.nir)
+        if not Path(args.nir).is_file():
+            raise UserError(f"NIR file '{args.nir}' does not exist or is not a regular file")
     check_export_targets(out, args.force, args.verify_report)
     with claim(out):
         return _claimed_export(args, out)
-
-
-def _missing(path: str) -> None:
-    from rssnn.errors import UserError
-
-    raise UserError(f"NIR file '{path}' does not exist or is not a regular file")
 
 
 def _checkpoint_source(args: argparse.Namespace) -> dict[str, Any]:

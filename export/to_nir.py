@@ -87,7 +87,6 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
 
 def _claimed_export(args, out: Path, frameworks: list[str]) -> dict[str, Any]:
     from rssnn.atomic import export_partial, install_export
-    from rssnn.errors import UserError
     from rssnn.export import lowering, nir_graph
     from rssnn.train import checkpoint
 
@@ -97,10 +96,7 @@ def _claimed_export(args, out: Path, frameworks: list[str]) -> dict[str, Any]:
     class_names = ckpt.get("class_names") or [str(i) for i in range(10)]
     t0 = time.perf_counter()
     net = lowering.fold(model)
-    try:
-        graph = nir_graph.to_nir(net, args.dt, class_names)
-    except ValueError as exc:
-        raise UserError(f"cannot export {ckpt_path} to NIR: {exc}") from None
+    graph = nir_graph.to_nir(net, args.dt, class_names)
     graph.metadata.update(
         dataset=ckpt["model"]["dataset"],
         source_checkpoint=str(ckpt_path),

@@ -24,7 +24,7 @@ import numpy as np
 from rssnn.lowered import LoweredLayer, LoweredNet, SkipSynapse, encode_input
 
 
-def _synapse_fan_out(syn: LoweredLayer | SkipSynapse, in_shape: tuple[int, ...]) -> np.ndarray:
+def synapse_fan_out(syn: LoweredLayer | SkipSynapse, in_shape: tuple[int, ...]) -> np.ndarray:
     """Non-zero synapses each input neuron of ``syn`` drives, [in_shape]."""
     w = np.asarray(syn.weight) != 0
     if syn.kind == "dense":
@@ -48,10 +48,10 @@ def fan_out(net: LoweredNet) -> list[np.ndarray]:
     spiking = []
     for k, layer in enumerate(net.layers):
         source = out[0] if k == 0 else out[1 + spiking.index(k - 1)]
-        source += _synapse_fan_out(layer, layer.in_shape).reshape(source.shape)
+        source += synapse_fan_out(layer, layer.in_shape).reshape(source.shape)
         for skip in layer.skips:
             target = out[1 + spiking.index(skip.source)]
-            target += _synapse_fan_out(skip, skip.in_shape)
+            target += synapse_fan_out(skip, skip.in_shape)
         if layer.spiking:
             spiking.append(k)
             out.append(np.zeros(layer.out_shape, np.int64))

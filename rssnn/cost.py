@@ -145,8 +145,8 @@ def _count(args: argparse.Namespace, cores: int) -> dict[str, Any]:
     from rssnn import activity, cifar, energy, netx_file
     from rssnn.errors import UserError
 
-    try:
-        meta = netx_file.read_metadata(args.net)
+    try:  # the metadata first, for the one line a lava-dl file (no dataset) deserves
+        netx_file.read_metadata(args.net)
     except UserError as exc:
         raise UserError(
             f"--images needs an rssnn-lava NetX file (it names its dataset and input encoding): {exc}"
