@@ -1,4 +1,4 @@
-"""Lava processes: DLIF vs the PyTorch fixed point, the on-device monitor, the runner, cleanup."""
+"""Lava processes: DLIF vs an independent integer oracle, the on-device monitor, the runner, cleanup."""
 
 from __future__ import annotations
 
@@ -45,7 +45,11 @@ def _run_dlif(shape, a_in, params, steps, reset_interval, tag="fixed_pt", gain=N
         neuron.stop()
 
 
-def test_dlif_process_equals_pytorch_fixed_point_with_per_neuron_parameters():
+def test_dlif_process_equals_an_independent_loihi_oracle_with_per_neuron_parameters():
+    """The Lava DLIF process against tests/loihi_oracle.py (plain integers, none of rssnn's
+    arithmetic), and the core's integer reference (lif_sequence) against the same oracle."""
+    from loihi_oracle import cuba_spikes
+
     rng = np.random.default_rng(0)
     c, steps, window = 5, 12, 4
     a_in = rng.integers(-20, 60, size=(c, steps))
@@ -56,17 +60,13 @@ def test_dlif_process_equals_pytorch_fixed_point_with_per_neuron_parameters():
         bias_mant=np.array([0, 1, -1, 2, 0]),
     )
     lava = _run_dlif((c,), a_in.astype(np.int32), params, steps, window)
-    # PyTorch: each reset window is an independent image; window k starts at step 1 + k * 4.
-    for k in range(steps // window):
-        seg = a_in[:, k * window : (k + 1) * window].reshape(1, c, window)
-        want = lif_sequence(
-            seg,
-            LoihiCuba(params["i_decay"], params["v_decay"], params["vth_mant"]),
-            params["bias_mant"],
-            window,
-        )[0]
-        got = lava[:, k * window : (k + 1) * window].astype(bool)
-        assert np.array_equal(got, want), k
+    # Lava's first step is 1: reset_offset 1 zeroes the state before columns 0, 4, 8.
+    want = cuba_spikes(a_in, window=window, **params)
+    assert np.array_equal(lava.astype(np.int64), want)
+    neuron = LoihiCuba(params["i_decay"], params["v_decay"], params["vth_mant"])
+    windows = a_in.reshape(c, steps // window, window).transpose(1, 0, 2)  # [images, C, T]
+    reference = lif_sequence(windows, neuron, params["bias_mant"], window)
+    assert np.array_equal(reference.transpose(1, 0, 2).reshape(c, steps), want)
     assert lava.sum() > 5
 
 

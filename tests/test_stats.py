@@ -48,6 +48,13 @@ def test_paired_difference_is_centred_and_covers_the_truth():
         paired_difference(a, b[:2])
 
 
-def test_wilson_interval_contains_the_estimate():
+def test_wilson_interval_matches_hand_computed_values_and_is_not_wald():
+    """Wilson score bounds (z = 1.96) worked out by hand: (p + z^2/2n -+ z sqrt(p(1-p)/n +
+    z^2/4n^2)) / (1 + z^2/n). A Wald interval (p -+ z sqrt(p(1-p)/n)) gives (0.1900, 0.3100)
+    for 50/200 and the empty (0, 0) for 0/20, so it fails here."""
     lo, hi = wilson_interval(50, 200)
-    assert lo < 0.25 < hi and hi - lo == pytest.approx(0.12, abs=0.01)
+    assert lo == pytest.approx(0.19508, abs=2e-5) and hi == pytest.approx(0.31434, abs=2e-5)
+    lo, hi = wilson_interval(0, 20)
+    assert lo == pytest.approx(0.0, abs=1e-12) and hi == pytest.approx(0.16113, abs=2e-5)
+    lo, hi = wilson_interval(20, 20)
+    assert lo == pytest.approx(0.83887, abs=2e-5) and hi == 1.0
