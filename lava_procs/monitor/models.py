@@ -1,4 +1,10 @@
-"""CPU model of the network monitor (fixed- and floating-point copies alike)."""
+"""CPU model of the network monitor (fixed point).
+
+There is no floating-point model: a whole network cannot run with ``select_tag='floating_pt'``
+in Lava 0.10 (its ``Dense`` process offers no floating-point model to the selector), and the
+floating-point DLIF holds its states 64 times smaller, so a copy of this model would report
+MPPD in the wrong units with nothing to check it against.
+"""
 
 from __future__ import annotations
 
@@ -78,7 +84,7 @@ class _MonitorBase(PyLoihiProcessModel):
             self.mpp_sum[k, tau] += unit * unit * float(dv @ dv) / n
 
 
-def _model(name: str, tag_name: str, dtype: type, state_bits: int | None):
+def _model(name: str, tag_name: str, dtype: type, state_bits: int):
     """The model class with a typed in-port attribute for every port the process declares."""
 
     def port(bits):
@@ -93,4 +99,3 @@ def _model(name: str, tag_name: str, dtype: type, state_bits: int | None):
 
 
 PyNetworkMonitorFixed = _model("PyNetworkMonitorFixed", "fixed_pt", np.int32, 24)
-PyNetworkMonitorFloat = _model("PyNetworkMonitorFloat", "floating_pt", float, None)
