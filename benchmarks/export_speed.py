@@ -1,4 +1,4 @@
-"""Time to lower, write and verify the default model in Lava (PyTorch fixed point vs Lava,
+"""Time to lower, write and verify the default model in Lava (integer reference vs Lava,
 every spike of every layer) on N real CIFAR-10 validation images.
 
     python benchmarks/export_speed.py [--images 100] [--checkpoint best.pt]
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
         lower_and_write_s=t_write,
         total_s=total,
         lava_run_s=report["seconds"]["lava_run"],
-        pytorch_fixed_s=report["seconds"]["pytorch_fixed"],
+        integer_reference_s=report["seconds"]["integer_reference"],
         spike_mismatches=report["spike_mismatches"],
     )
     print(json.dumps(out))

@@ -7,7 +7,7 @@ fixed point) in one process, alternating the variants so machine noise hits all 
     fast+mon  the same with the membrane-perturbation monitors (what the runner does)
 and prints seconds per step and per image, the speed-up stock / fast (goal >= 10), the monitor
 overhead fast+mon / fast (goal <= 1.25), peak memory (PSS) of the whole process tree, and the
-PyTorch fixed-point model's batch-1 seconds per image for scale. Predictions must agree.
+integer reference's batch-1 seconds per image for scale. Predictions must agree.
 
     python benchmarks/lava_throughput.py [--net model.net] [--images 6] [--repeats 2]
 """
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
     for i in range(len(clean)):
         run_fixed(net, clean[i : i + 1])
         run_fixed(net, pert[i : i + 1])
-    torch_pair_s = (time.perf_counter() - t0) / len(clean)
+    reference_pair_s = (time.perf_counter() - t0) / len(clean)
     agree = all(predictions[k] == predictions["stock"] for k in predictions)
     out = dict(
         benchmark="lava_throughput",
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
         speedup_stock_over_fast_with_monitor=per_step["stock"] / per_step["fast+mon"],
         monitor_overhead_ratio=per_step["fast+mon"] / per_step["fast"],
         peak_pss_mib=peaks,
-        pytorch_fixed_point_batch1_seconds_per_image_pair=torch_pair_s,
+        integer_reference_batch1_seconds_per_image_pair=reference_pair_s,
         predictions_identical=agree,
         raw_seconds_per_step=times,
         model=args.net or "default cpu model (untrained)",

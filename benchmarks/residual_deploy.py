@@ -70,13 +70,13 @@ def deploy(name: str, run: Path, out: Path, tmp: Path, args: argparse.Namespace)
             images=lava["n_images"],
             wall_s=lava_s,
             seconds_per_image=lava["seconds_per_image"],
-            agreement_with_reference=lava["agreement_with_pytorch"],
+            agreement_with_reference=lava["agreement_with_reference"],
             accuracy_clean=lava["accuracy_clean"],
             accuracy_gn8=lava["accuracy_perturbed"],
             monitored_layers=len(lava["mppd_per_layer"]),
             mppd_max_relative_difference=max(
                 abs(a - b) / max(abs(b), 1e-30)
-                for a, b in zip(lava["mppd_per_layer"], lava["mppd_per_layer_pytorch"])
+                for a, b in zip(lava["mppd_per_layer"], lava["mppd_per_layer_reference"])
             ),
         ),
     )

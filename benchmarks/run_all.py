@@ -120,8 +120,8 @@ def render(s: dict) -> str:
         "| Lava peak PSS of the process tree, MiB (stock / fast / fast+mon) | "
         + " / ".join(f"{lv['peak_pss_mib'][k]:.0f}" for k in ("stock", "fast", "fast+mon"))
         + " |",
-        f"| PyTorch fixed point, batch 1: s per image pair | "
-        f"{lv['pytorch_fixed_point_batch1_seconds_per_image_pair']:.3f} |",
+        f"| integer reference, batch 1: s per image pair | "
+        f"{lv['integer_reference_batch1_seconds_per_image_pair']:.3f} |",
     ]
     if "ddp_throughput" in s:
         d = s["ddp_throughput"]

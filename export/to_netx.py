@@ -15,7 +15,7 @@ whenever the model is a chain with per-layer neuron parameters; per-channel leak
 make it an rssnn extension file (same layout, (C,) parameter arrays), and residual models
 (cpu-res, wrn16) one with skip synapses that stock NetX refuses with a clear message; both are
 read by ``lava_procs`` (docs/netx-schema.md).
-With ``--verify N`` the exporter runs N images through the PyTorch fixed-point mode and through
+With ``--verify N`` the exporter runs N images through the integer reference (numpy) and through
 the file in Lava (Loihi2SimCfg, fixed point), compares every spike of every layer and the
 predicted classes, and fails (exit 2, no file written) on any mismatch unless --allow-mismatch.
 
@@ -244,12 +244,12 @@ def _export_to(partial: Path, out: Path, args, source: dict[str, Any]) -> dict[s
         exact = not report["spike_mismatches"] and report["prediction_agreement"] == 1
         if not exact and not args.allow_mismatch:
             raise UserError(
-                f"Lava and the PyTorch fixed-point model disagree "
+                f"Lava and the integer reference disagree "
                 f"({report['spike_mismatches']} spike mismatches); '{out}' not written; "
                 "see the report, or keep it with --allow-mismatch"
             )
         detail = (
-            f"Lava Loihi2SimCfg fixed_pt vs PyTorch fixed point on {n} {args.split} images: "
+            f"Lava Loihi2SimCfg fixed_pt vs integer reference on {n} {args.split} images: "
             f"{report['spike_mismatches']} spike mismatches, agreement {report['prediction_agreement']:.4f}"
         )
         netx_file.mark_verified(partial, exact, detail)

@@ -1,7 +1,7 @@
 """Verification: the exported file in Lava (Loihi2SimCfg, fixed point) vs the integer reference.
 
-The reference is :func:`rssnn.integer_forward.run_fixed` (numpy), the same arithmetic as the
-PyTorch fixed-point checks of training.
+The reference is :func:`rssnn.integer_forward.run_fixed`: numpy, the core's one Loihi integer
+arithmetic (:mod:`rssnn.dynamics`), which training's ``forward_fixed`` also runs.
 
 Lava runs the file through stock ``lava.lib.dl.netx.hdf5.Network`` (residual files, which stock
 NetX cannot describe, through our builder :func:`rssnn.lava_procs.network.build`): N images back
@@ -136,7 +136,7 @@ def compare(net: LoweredNet, lava: dict[str, Any], fixed: dict[str, Any]) -> dic
         per_layer[name] = dict(
             mismatches=int((a != b).sum()),
             lava_spikes=int(a.sum()),
-            pytorch_spikes=int(b.sum()),
+            reference_spikes=int(b.sum()),
             entries=int(np.size(a)),
         )
     agree = float(np.mean(np.asarray(lava["logits"]).argmax(1) == np.asarray(fixed["logits"]).argmax(1)))
@@ -184,7 +184,7 @@ def verify(
         lava_accuracy=float(np.mean(lava["logits"].argmax(1) == y)),
         float_fixed_agreement=float(np.mean(float_pred == fixed_pred)),
         seconds=dict(
-            pytorch_fixed=fixed_s,
+            integer_reference=fixed_s,
             lava_build=lava["build_s"],
             lava_run=lava["run_s"],
             lava_steps=lava["steps"],

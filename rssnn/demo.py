@@ -117,7 +117,7 @@ def summary(out: Path, timings: dict[str, float]) -> str:
     failed = [c["name"] for c in ev["checks"] if not c["passed"]]
     rows.append(("gradient-masking checks", "all pass" if not failed else "FAILED: " + "; ".join(failed)))
     rows += [
-        ("export: spike mismatches Lava vs PyTorch fixed point", str(ver["spike_mismatches"])),
+        ("export: spike mismatches Lava vs integer reference", str(ver["spike_mismatches"])),
         ("export: prediction agreement", f"{ver['prediction_agreement']:.3f}"),
         (
             "export: accuracy float / fixed point / Lava",
@@ -134,7 +134,7 @@ def summary(out: Path, timings: dict[str, float]) -> str:
     for kind, rep in lava.items():
         rel = max(
             abs(a - b) / max(abs(b), 1e-30)
-            for a, b in zip(rep["mppd_per_layer"], rep["mppd_per_layer_pytorch"])
+            for a, b in zip(rep["mppd_per_layer"], rep["mppd_per_layer_reference"])
         )
         n = rep["n_images"]
         accs = [rep["accuracy_clean"], rep["accuracy_perturbed"]]
@@ -149,7 +149,7 @@ def summary(out: Path, timings: dict[str, float]) -> str:
         rows.append(
             (
                 f"Lava {kind}: agreement with the integer reference; MPPD rel. diff (max over layers)",
-                f"{rep['agreement_with_pytorch']:.3f}; {rel:.1e}",
+                f"{rep['agreement_with_reference']:.3f}; {rel:.1e}",
             )
         )
         rows.append(

@@ -1,9 +1,9 @@
 """Shared arithmetic of rssnn-lava: Loihi 2 integer neuron updates and the MPPD recursion.
 
-Everything here is written with operators only (``*``, ``+``, ``>>``, ``&``, comparisons) so the
-same function runs on numpy arrays (Lava process models, export checks) and on torch tensors
-(the PyTorch fixed-point mode). Training, export and ``lava_procs`` import it from here; it is
-never copied.
+The integer functions run on numpy int64 arrays (the integer reference forward, Lava's process
+models, export checks). ``float_lif_update`` and the MPPD recursion use operators only (``*``,
+``+``, comparisons), so training calls them on torch tensors too. Training, export and
+``lava_procs`` import them from here; they are never copied.
 
 Loihi 2 CUBA-LIF, as implemented bit-accurately by ``lava.proc.lif.models.PyLifModelBitAcc``::
 

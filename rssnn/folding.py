@@ -1,9 +1,10 @@
 """Folding float layers into the weights that precede them: the formulas every front end shares.
 
-A front end (the trained SLAYER model today, a NIR graph next) reads its source's tensors and
-calls these; the lowering then quantises the folded float weights. The functions take numpy
-arrays or torch tensors alike (only ``+ - * /`` and ``** 0.5``), so the training side's
-Theorem 3.1 bound and the exporter use one formula; nothing here imports torch.
+The trained SLAYER model's front end (``export/lowering.fold``) reads its tensors and calls
+these; the lowering then quantises the folded float weights. (The NIR front end has no
+BatchNorm to fold: NIR graphs carry affine synapses already.) The functions take numpy arrays
+or torch tensors alike (only ``+ - * /`` and ``** 0.5``), so the training side's Theorem 3.1
+bound and the exporter use one formula; nothing here imports torch.
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ def tiny_net(cifar_root, tmp_path_factory):
     return netx_file.read(path)[0], split
 
 
-def test_monitor_equals_pytorch_mppd_and_many_images_match_per_image_runs(tiny_net):
+def test_monitor_equals_the_integer_reference_mppd_and_many_images_match_per_image_runs(tiny_net):
     net, split = tiny_net
     clean = split.images[:6]
     gen = torch.Generator().manual_seed(0)
@@ -202,9 +202,9 @@ def test_runner_end_to_end_on_three_images(cifar_root, trained_export, perturb):
         assert main(argv) == 0
     report = json.loads(out.read_text())
     assert report["backend"].startswith("Loihi2SimCfg") and report["n_images"] == 3
-    assert report["agreement_with_pytorch"] == 1.0
+    assert report["agreement_with_reference"] == 1.0
     assert len(report["mppd_per_layer"]) == 6
-    np.testing.assert_allclose(report["mppd_per_layer"], report["mppd_per_layer_pytorch"], rtol=1e-6)
+    np.testing.assert_allclose(report["mppd_per_layer"], report["mppd_per_layer_reference"], rtol=1e-6)
     assert all(v > 0 for v in report["mppd_per_layer"])
     assert out.with_suffix(".png").stat().st_size > 0
     for key in ("accuracy_clean", "accuracy_perturbed", "seconds_per_image"):
@@ -245,7 +245,7 @@ def test_runner_needs_neither_torch_nor_slayer(cifar_root, trained_export):
     assert got["loaded"] == [] and got["rcs"] == {"gn:8/255": 0, "clean": 0, "fgsm:8/255": 2}, got
     for p in ("gn:8/255", "clean"):
         report = json.loads(Path(runs[p][-1]).read_text())
-        assert report["n_images"] == 2 and report["agreement_with_pytorch"] == 1.0
+        assert report["n_images"] == 2 and report["agreement_with_reference"] == 1.0
         assert len(report["mppd_per_layer"]) == 6
     err = got["fgsm_err"].strip()
     assert "needs torch" in err and len(err.splitlines()) == 1, err

@@ -233,7 +233,7 @@ def test_a_network_snntorch_trained_and_exported_runs_bit_exact_on_lava(cifar_ro
     argv = ["--net", str(out), "--data-root", str(cifar_root), "--limit", "3", "--perturb", "gaussian:8/255"]
     assert call_main(run, argv + ["--out", str(run_out)]) == 0
     ran = json.loads(run_out.read_text())
-    assert ran["agreement_with_pytorch"] == 1.0 and len(ran["mppd_per_layer"]) == 2
+    assert ran["agreement_with_reference"] == 1.0 and len(ran["mppd_per_layer"]) == 2
     cost_out = tmp_path / "cost.json"
     assert call_main(cost.main, ["--net", str(out), "--out", str(cost_out)]) == 0
     assert json.loads(cost_out.read_text())["total_cores"] >= 3

@@ -15,9 +15,10 @@ from rssnn.lava_procs.dlif.process import DLIF
 from rssnn.neuron import FloatCuba, LoihiCuba
 
 
-class _ResetMixin:
-    """What both DLIF models share: the reset schedule, and the layer's neuron built once from
-    its parameter Vars (which do not change during a run: Lava cannot set per-neuron Vars)."""
+class _DLIFModelBase:
+    """What both DLIF models share: the reset schedule, the layer's neuron built once from its
+    parameter Vars (which do not change during a run: Lava cannot set per-neuron Vars), and the
+    probe message to the network monitor."""
 
     _neuron: LoihiCuba | FloatCuba | None = None
 
@@ -54,7 +55,7 @@ class _ResetMixin:
 @implements(proc=DLIF, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt", "bit_accurate_loihi")
-class PyDLIFModelFixed(_ResetMixin, PyLoihiProcessModel):
+class PyDLIFModelFixed(_DLIFModelBase, PyLoihiProcessModel):
     """Bit-exact Loihi 2 arithmetic: :class:`rssnn.neuron.LoihiCuba` (shared with the reference)."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
@@ -93,7 +94,7 @@ class PyDLIFModelFixed(_ResetMixin, PyLoihiProcessModel):
 @implements(proc=DLIF, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
-class PyDLIFModelFloat(_ResetMixin, PyLoihiProcessModel):
+class PyDLIFModelFloat(_DLIFModelBase, PyLoihiProcessModel):
     """The float DLIF of training (leak = 1 - v_decay/4096, threshold in current units).
 
     Input and bias are taken in the same integer current units as the fixed-point model

@@ -10,8 +10,10 @@ Dynamics (fixed point, one step; see :mod:`rssnn.dynamics`)::
 Unlike Lava's ``LIF`` (whose ``du``/``dv``/``vth`` Vars are declared scalar, so reading a
 per-channel value back fails), every parameter here is a Var of the neuron shape, so a layer
 trained with per-channel leaks and thresholds is represented exactly and stays inspectable.
-The floating-point model runs the float DLIF of ``train.neurons`` (leak = 1 - v_decay/4096,
-threshold = vth_mant) with the optional per-step input gain.
+The floating-point model runs the float DLIF of ``train.neurons`` (leak = 1 - v_decay/4096)
+in integer current units, with the optional per-step input gain: it adds the bias to the
+membrane after each step, as the fixed point does, so it compares the membrane before that
+addition with ``vth_mant - bias_mant``.
 """
 
 from __future__ import annotations
