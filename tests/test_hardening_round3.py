@@ -1,0 +1,183 @@
+"""Issue 30, the third adversarial round: hard-linked memory bombs, distributed runs that outlive
+their launcher or disagree at the default seed, NIR files that crash or write corrupt integers,
+quadratic graph reading. One test per defect; each failed before its fix.
+
+The bombs are built here with h5py from unallocated datasets (the file stays a few KB; a read
+materialises fill values) and opened in a child process whose address space is capped a little
+above what it has mapped after its imports, so a regression fails the test with a MemoryError
+instead of taking the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from conftest import ROOT
+
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+
+# -- 1. and 11. one budget for what a file makes us hold --------------------------------------
+
+# Runs in the child: imports first, then the address space is capped at what is mapped plus
+# CAP_EXTRA (a regression dies of MemoryError, not the machine); prints the peak RSS as JSON.
+CHILD = """
+import json, resource, sys, time
+from rssnn import netx_file
+from rssnn.errors import UserError
+{imports}
+vm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmSize")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + {cap_extra}, vm + {cap_extra}))
+t0 = time.monotonic()
+try:
+    {call}
+    outcome = "accepted"
+except UserError as exc:
+    outcome = "refused: " + str(exc)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps(dict(outcome=outcome, seconds=time.monotonic() - t0, peak_rss=peak)))
+"""
+CAP_EXTRA = 1 << 30
+
+
+def _open_in_child(call: str, imports: str = "", cap_extra: int = CAP_EXTRA) -> dict:
+    code = CHILD.format(imports=imports, call=call, cap_extra=cap_extra)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=ENV,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _assert_refused(result: dict, message: str) -> None:
+    """One line holding ``message``, within 10 s and 1 GB (the issue's bar)."""
+    outcome = result["outcome"]
+    assert outcome.startswith("refused: ") and message in outcome, outcome
+    assert len(outcome.splitlines()) == 1
+    assert result["seconds"] < 10 and result["peak_rss"] < 1e9, result
+
+
+def _netx_skeleton(path: Path, n_layers: int, input_shape=(16384, 1, 1)) -> h5py.File:
+    """An rssnn NetX file's metadata and input layer; the caller adds layers 1..n_layers."""
+    f = h5py.File(path, "w")
+    meta = f.create_group("rssnn")
+    meta.attrs.update(
+        dict(format="rssnn-netx", version=1, kind="stock", features="[]", num_steps=2,
+             class_names=json.dumps([str(i) for i in range(10)]),
+             layer_names=json.dumps([f"l{i}" for i in range(n_layers)]),
+             layer_scales=json.dumps([1.0] * n_layers))
+    )  # fmt: skip
+    g = f.create_group("layer/0")
+    g["type"] = np.array([b"input"], "S10")
+    g["shape"] = np.array(input_shape)
+    return f
+
+
+def _dense_layer(f: h5py.File, i: int, features: int, weight: h5py.Dataset | None) -> h5py.Group:
+    g = f.create_group(f"layer/{i}")
+    g["type"] = np.array([b"dense"], "S10")
+    g["shape"] = np.array([features])
+    g["bias"] = np.zeros(features)
+    for key, value in dict(iDecay=0, vDecay=0, vThMant=100).items():
+        g[f"neuron/{key}"] = value
+    g["neuron/type"] = np.array([b"CUBA"], "S10")
+    if weight is None:
+        g.create_dataset("weight", (features, features), "f4")  # unallocated: reads as zeros
+    else:
+        g["weight"] = weight  # a hard link: the same dataset, read again
+    return g
+
+
+def _linked_dense(path: Path) -> Path:
+    """The issue's runner bomb: 12 dense layers that all link one empty 16384 x 16384 weight."""
+    with _netx_skeleton(path, 12) as f:
+        first = _dense_layer(f, 1, 16384, None)
+        for i in range(2, 13):
+            _dense_layer(f, i, 16384, first["weight"])
+    return path
+
+
+def _linked_within_each_bound(path: Path) -> Path:
+    """Skips that each fit every per-dataset bound: 20 links to one 4096 x 4096 weight (128 MiB
+    as held) add up to 2.5 GiB only when every link is counted."""
+    with _netx_skeleton(path, 2, (4096, 1, 1)) as f:
+        first = _dense_layer(f, 1, 4096, None)
+        second = _dense_layer(f, 2, 4096, first["weight"])
+        for j in range(20):
+            second[f"skip/{j}/type"] = np.array([b"dense"], "S10")
+            second[f"skip/{j}/source"] = 1
+            second[f"skip/{j}/weight"] = first["weight"]
+    return path
+
+
+def _huge_neuron_type(path: Path) -> Path:
+    """A small file whose neuron/type dataset declares 2^28 64-byte strings: 16 GiB."""
+    with _netx_skeleton(path, 1, (3, 32, 32)) as f:
+        g = _dense_layer(f, 1, 10, None)
+        del g["neuron/type"]
+        g.create_dataset("neuron/type", (1 << 28,), "S64")
+    return path
+
+
+def _long_text_attribute(path: Path) -> Path:
+    """A variable-length string attribute of 17 MiB, past the 16 MiB bound: its storage size
+    reads as 16 B."""
+    with _netx_skeleton(path, 1, (3, 32, 32)) as f:
+        _dense_layer(f, 1, 10, None)
+        f["rssnn"].attrs["notes"] = "x" * (17 << 20)
+    return path
+
+
+NETX_BOMBS = [
+    (_linked_dense, "every hard link counted"),
+    (_linked_within_each_bound, "every hard link counted"),
+    (_huge_neuron_type, "every hard link counted"),
+    (_long_text_attribute, "attribute 'notes' holds more than 16 MiB of text"),
+]
+
+
+@pytest.mark.parametrize("build, message", NETX_BOMBS, ids=[b.__name__ for b, _ in NETX_BOMBS])
+def test_netx_files_that_would_make_us_hold_too_much_are_refused_in_one_line(tmp_path, build, message):
+    path = build(tmp_path / "bomb.net")
+    assert path.stat().st_size < (18 << 20)  # the bombs are small files
+    _assert_refused(_open_in_child(f"netx_file.read({str(path)!r})"), message)
+
+
+def test_the_budget_counts_a_link_once_per_use_not_per_dataset(tmp_path):
+    """The same 4096 x 4096 weight linked from two layers only is within the budget: what
+    refuses the bomb above is the count of its links."""
+    with _netx_skeleton(tmp_path / "two.net", 2, (4096, 1, 1)) as f:
+        first = _dense_layer(f, 1, 4096, None)
+        _dense_layer(f, 2, 4096, first["weight"])
+    with h5py.File(tmp_path / "two.net", "r") as f:
+        from rssnn import netx_file
+
+        netx_file.check_structure(tmp_path / "two.net", f)  # accepted: 2 x 128 MiB
+
+
+def _nir_bomb(path: Path) -> Path:
+    """The issue's NIR bomb: 30 Affine nodes linking one empty 2^27-element float64 weight."""
+    with h5py.File(path, "w") as f:
+        f.create_dataset("version", data="1.0", dtype=h5py.string_dtype())
+        nodes = f.create_group("node/nodes")
+        f["node/type"] = np.array(b"NIRGraph")
+        weight = None
+        for i in range(30):
+            g = nodes.create_group(f"a{i}")
+            g.create_dataset("type", data="Affine", dtype=h5py.string_dtype())
+            if weight is None:
+                weight = g.create_dataset("weight", (1 << 13, 1 << 14), "f8")
+            else:
+                g["weight"] = weight
+            g["bias"] = np.zeros(1 << 13)
+    return path
+
+
+def test_a_nir_file_of_hard_linked_weights_is_refused_before_nir_reads_it(tmp_path):
+    path = _nir_bomb(tmp_path / "bomb.nir")
+    result = _open_in_child(f"nir_graph.read({str(path)!r})", imports="from rssnn.export import nir_graph")
+    _assert_refused(result, "every hard link counted")
