@@ -9,6 +9,8 @@ rssnn demo      [flags of rssnn.demo]            the whole pipeline on a short b
 rssnn report    RUN_FOLDER                       summary of a training run
 rssnn cost      --net FILE.net --out REPORT.json Loihi 2 neurocores and chips (estimate);
                 [--images N]                     + activity counted in Lava, energy range
+rssnn certify   --net F | --checkpoint C --sigma S   certified L2 radii (randomized smoothing)
+                [--n0 N0 --n N --alpha A --limit K --lava-check K]
 rssnn migrate-checkpoint --trust SRC DST         re-save a trusted old checkpoint safely
 """
 
@@ -25,6 +27,7 @@ COMMANDS = {
     "demo": "rssnn.demo",
     "report": "rssnn.report",
     "cost": "rssnn.cost",
+    "certify": "rssnn.certify",
     "migrate-checkpoint": "rssnn.train.migrate_checkpoint",
 }
 
