@@ -8,6 +8,7 @@ Figures (ratios are measured side by side in one run; absolute times are noisy h
   export verification time (100 images in Lava)            (export_speed.py)
   Lava seconds per image and per step, monitor overhead    (lava_throughput.py)
   training images/s, 1 process vs 2 torchrun ranks         (ddp_throughput.py)
+  rssnn certify seconds per image, float and integer        (certify_speed.py)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ sys.path.insert(0, str(HERE))
 
 
 def main(argv: list[str] | None = None) -> dict:
+    import certify_speed
     import ddp_throughput
     import export_speed
     import lava_throughput
@@ -63,6 +65,9 @@ def main(argv: list[str] | None = None) -> dict:
         ),
         "ddp_throughput": lambda: ddp_throughput.main(
             ["--images", "640" if q else "1280", "--out", str(out / "ddp_throughput.json")]
+        ),
+        "certify_speed": lambda: certify_speed.main(
+            ["--n", "200" if q else "500", "--out", str(out / "certify_speed.json")]
         ),
     }
     only = set(args.only.split(",")) if args.only else set(runners)
@@ -129,6 +134,13 @@ def render(s: dict) -> str:
             f"| training images/s, {d['preset']} preset on {d['device']} ({d['cpu_count']} cores): "
             f"1 process / {d['ranks']} torchrun ranks (ratio) | {d['images_per_s_1_process']:.1f} / "
             f"{d['images_per_s_ranks']:.1f} ({d['ratio_ranks_over_1']:.2f}) |"
+        )
+    if "certify_speed" in s:
+        c = s["certify_speed"]
+        lines.append(
+            f"| rssnn certify, s per image at n0 {c['n0']} + n {c['n']} (float / integer; integer at n0 100 "
+            f"+ n 1,000) | {c['float']['seconds_per_image']:.2f} / {c['integer']['seconds_per_image']:.2f}; "
+            f"{c['integer']['seconds_per_image_n1000']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
