@@ -10,7 +10,7 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from rssnn.lava_procs.io.process import ClassDecoder, ImageEncoder
+from rssnn.lava_procs.io.process import ClassDecoder, ImageEncoder, OutputRecorder, SampleSource
 from rssnn.lowered import readout_logits
 
 
@@ -56,3 +56,47 @@ class PyClassDecoderModel(PyLoihiProcessModel):
         if tau == p["num_steps"] - 1:
             self.logits[n] = readout_logits(self.logits[n], self.bias, p["num_steps"])
             self.predictions[n] = int(np.argmax(self.logits[n]))
+
+
+@implements(proc=SampleSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "floating_pt")
+class PySampleSourceModel(PyLoihiProcessModel):
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    s_out_pert: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    data: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    perturbed: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+
+    def run_spk(self) -> None:
+        n, tau = divmod(self.time_step - 1, self.proc_params["num_steps"])
+        if n < self.proc_params["num_samples"]:
+            frame = tau % self.data.shape[1]
+            self.s_out.send(self.data[n, frame])
+            self.s_out_pert.send(self.perturbed[n, frame])
+        else:
+            zeros = np.zeros(self.data.shape[2:], dtype=np.int32)
+            self.s_out.send(zeros)
+            self.s_out_pert.send(zeros)
+
+
+@implements(proc=OutputRecorder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "floating_pt")
+class PyOutputRecorderModel(PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    result: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    raster: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def run_spk(self) -> None:
+        p = self.proc_params
+        values = self.a_in.recv()[p["offset"] : p["offset"] + p["size"]].astype(np.int64)
+        t = self.time_step - p["window_start"]
+        if t < 0 or t >= p["num_samples"] * p["num_steps"]:
+            return
+        n, tau = divmod(t, p["num_steps"])
+        if p["mode"] == "count":
+            self.result[n] += values != 0
+        elif tau == p["num_steps"] - 1:
+            self.result[n] = values
+        if p["record"]:
+            self.raster[t] = values

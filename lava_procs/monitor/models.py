@@ -67,7 +67,8 @@ class _MonitorBase(PyLoihiProcessModel):
                 continue
             spikes, u_c, v_c = np.split(clean, 3)
             self.spike_count[k] += float(np.count_nonzero(spikes))
-            self.synop_count[k] += float(fan_out @ spikes)
+            # graded messages (sigma-delta) count as one event each, as binary spikes do
+            self.synop_count[k] += float(fan_out @ (spikes != 0))
             tau = t % steps
             if tau == steps - 1:
                 self.images[k] += 1

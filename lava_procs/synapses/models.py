@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
@@ -25,6 +26,8 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.conv import utils
 from lava.proc.conv.models import AbstractPyConvModel
 from lava.proc.conv.process import Conv
+from lava.proc.dense.process import DelayDense
+from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 
 from rssnn.integer_forward import conv_xyc
 
@@ -63,6 +66,56 @@ class PyConvModelFastFixed(AbstractPyConvModel):
         self.a_buf = utils.signed_clamp(out.astype(self.weight.dtype), bits=24)
 
 
+@implements(proc=DelayDense, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyDelayDenseModelFastFixed(PyLoihiProcessModel):
+    """Lava's bit-accurate ``DelayDense`` (what NetX builds for a dense layer with delays), with
+    one product per distinct delay instead of Lava's product of a (max_delay + 1) x out x in
+    stack with the input every step (NetX sets max_delay 62: 63 full weight copies). Same
+    weight clipping and truncation (Lava's own functions), same buffer: a contribution with
+    delay d is sent d + 1 steps after its spike arrives."""
+
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, bool, precision=1)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=16)
+    a_buff: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=16)
+    weights: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
+    delays: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=6)
+    num_message_bits: np.ndarray = LavaPyType(np.ndarray, int, precision=5)
+
+    _per_delay: list | None = None
+
+    def _prepare(self) -> None:
+        _single_threaded_blas()
+        sign_mode = self.proc_params.get("sign_mode") or determine_sign_mode(self.weights)
+        weights = clip_weights(self.weights, sign_mode, num_bits=8)
+        weights = truncate_weights(weights, sign_mode, self.proc_params.get("num_weight_bits", 8))
+        if np.max(self.delays) > 63:
+            raise ValueError(
+                f"DelayDense delays must lie in 0..63 for Loihi, got up to {np.max(self.delays)}"
+            )
+        self._per_delay = [
+            (int(d), np.where(self.delays == d, weights, 0).astype(np.float64))
+            for d in np.unique(self.delays)
+        ]
+
+    def run_spk(self) -> None:
+        if self._per_delay is None:
+            self._prepare()
+        weight_exp = self.proc_params.get("weight_exp", 0)
+        self.a_out.send(self.a_buff[:, 0])
+        s_in = self.s_in.recv()
+        if self.num_message_bits.item() == 0:
+            s_in = s_in.astype(bool)
+        x = s_in.astype(np.float64)
+        self.a_buff[:, 0] = 0
+        self.a_buff = np.roll(self.a_buff, -1, axis=1)
+        for d, w in self._per_delay:  # exact: integer products far below 2**53
+            acc = np.rint(w @ x).astype(np.int64)
+            acc = np.left_shift(acc, weight_exp) if weight_exp > 0 else np.right_shift(acc, -weight_exp)
+            self.a_buff[:, d] += acc.astype(self.a_buff.dtype)
+
+
 def fast_synapse_map() -> dict:
     """``exception_proc_model_map`` entries that select the fast synapse models."""
-    return {Conv: PyConvModelFastFixed}
+    return {Conv: PyConvModelFastFixed, DelayDense: PyDelayDenseModelFastFixed}
