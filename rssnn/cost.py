@@ -1,13 +1,15 @@
 """``rssnn cost``: does a NetX file fit Loihi 2, on how many neurocores and chips, and why.
 
     rssnn cost --net model.net --out cost.json      # also cost.md (table) and cost.png (plot)
+    rssnn cost --net pilotnet_sdnn.net --out c.json --skip-layers 1   # input layer off the chip
     rssnn cost --net model.net --out cost.json --images 100 [--data-root DIR --split val]
 
 Reads any stock NetX file (lava-dl's own, CUBA or sigma-delta) or an rssnn extension file with
 the numpy core and h5py only (no torch, no Lava) and places it under the resource model of
 :mod:`rssnn.loihi2`: neurons, fan-in, weights (non-zero, bits), synaptic memory and cores per
 layer, the resource that bound each layer, totals, and every constant with its source. This is
-an estimate: docs/loihi2.md checks it against Intel's compiler.
+an estimate: docs/loihi2.md checks it against Intel's compiler. The report is never written over
+an existing file without ``--force``.
 
 With ``--images N`` (an rssnn-lava file: it names its dataset and input encoding) the network
 also runs in Lava on N held-out images and its network monitor counts, per layer and per
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +35,17 @@ def markdown(report: dict[str, Any]) -> str:
         f"**{report['total_cores']} neurocores on {report['chips']} chip(s)** (an estimate from "
         "rssnn.loihi2's resource model, not Intel's compiler)",
         "",
-        "| layer | kind | neuron | shape | neurons | fan-in | weights (non-zero, bits) | synaptic words | "
-        "cores | bound by |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| layer | kind | neuron | shape | neurons | fan-in | weights (non-zero, bits) | per core | "
+        "synaptic words per core | cores | bound by |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for layer in report["layers"]:
         shape = "x".join(str(s) for s in layer["shape"])
+        tile = "x".join(str(s) for s in layer["tile"]) or "-"
         weights = f"{layer['weights']} ({layer['nonzero_weights']}, {layer['weight_bits']})"
         lines.append(
             f"| {layer['name']} | {layer['kind']} | {layer['neuron_model'] or '-'} | {shape} | "
-            f"{layer['neurons']} | {layer['fan_in']} | {weights} | {layer['synaptic_words']:.0f} | "
+            f"{layer['neurons']} | {layer['fan_in']} | {weights} | {tile} | {layer['synaptic_words']} | "
             f"{layer['cores']} | {layer['binding']} |"
         )
     lines += ["", "| constant | value | kind | source |", "|---|---|---|---|"]
@@ -108,24 +112,42 @@ def plot(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def output_paths(out: str | Path) -> list[Path]:
+    """The JSON report and the markdown and plot beside it: three distinct names, because the
+    JSON must be named ``.json`` (``--out X.md`` would have the table overwrite the report)."""
+    from rssnn.errors import UserError
+
+    out = Path(out)
+    if out.suffix.lower() != ".json":
+        raise UserError(
+            f"--out '{out}' must name a .json file: the table (.md) and the plot (.png) are written beside it"
+        )
+    return [out, out.with_suffix(".md"), out.with_suffix(".png")]
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from rssnn import loihi2
     from rssnn.atomic import atomic_write_text, check_output_file
     from rssnn.errors import UserError
 
-    out = Path(args.out)
-    for path in (out, out.with_suffix(".md"), out.with_suffix(".png")):
-        check_output_file(path)  # before any work
+    paths = output_paths(args.out)
+    for path in paths:  # before any work
+        check_output_file(path)
+        if os.path.lexists(path) and not args.force:
+            raise UserError(f"'{path}' exists; add --force to replace it or choose another --out")
+    out, table, figure = paths
     if args.images is not None and args.images < 1:
         raise UserError(f"--images must be >= 1, got {args.images}")
     if args.images is None and (args.data_root or args.split != "val"):
         raise UserError("--data-root and --split choose the images of --images N; add --images")
-    report = loihi2.place(args.net)
+    if args.skip_layers < 0:
+        raise UserError(f"--skip-layers must be >= 0, got {args.skip_layers}")
+    report = loihi2.place(args.net, args.skip_layers)
     if args.images:
         report.update(_count(args, report["total_cores"]))
     atomic_write_text(out, json.dumps(report, indent=2))
-    atomic_write_text(out.with_suffix(".md"), markdown(report))
-    plot(report, out.with_suffix(".png"))
+    atomic_write_text(table, markdown(report))
+    plot(report, figure)
     print(
         f"{args.net}: {report['total_cores']} Loihi 2 neurocores on {report['chips']} chip(s) "
         f"(estimate); report {out}"
@@ -180,7 +202,15 @@ def main(argv: list[str] | None = None) -> int:
         prog="rssnn cost", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--net", required=True, help="NetX HDF5 file (ours or lava-dl's)")
-    ap.add_argument("--out", default="cost.json", help="JSON report; .md and .png beside it")
+    ap.add_argument("--out", default="cost.json", help="JSON report (.json); .md and .png beside it")
+    ap.add_argument("--force", action="store_true", help="replace the report, table and plot if they exist")
+    ap.add_argument(
+        "--skip-layers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="as lava-dl's netx.hdf5.Network(skip_layers=N): the first N layers stay off the chip (0)",
+    )
     ap.add_argument(
         "--images",
         type=int,

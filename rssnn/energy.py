@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from rssnn.loihi2 import Constant
+from rssnn.lowered import steps_to_run
 
 ENERGY: dict[str, Constant] = {
     "hala_point_pj_per_op": Constant(
@@ -61,7 +62,8 @@ PILOTNET_CUBA = dict(steps=16, total_mj=1.66, dynamic_mj=1.09, static_w=0.232, i
 def estimate(activity: dict[str, Any], cores: int, cores_per_chip: int = 128) -> dict[str, Any]:
     """Energy (mJ) and latency (ms) per inference from :func:`rssnn.activity.summarise`'s
     per-inference activity and the placement's core count: ``energy_mj`` [low, high] and its
-    dynamic and static parts, ``latency_ms`` (T plus the pipeline depth, at the inferred step)."""
+    dynamic and static parts, ``latency_ms`` and ``latency_steps`` (:func:`rssnn.lowered.steps_to_run`
+    for one image: T plus the pipeline's depth to the read-out, at the inferred step)."""
     e = {k: c.value for k, c in ENERGY.items()}
     synops = activity["synops_per_inference"]
     updates = activity["neuron_updates_per_inference"]
@@ -77,12 +79,14 @@ def estimate(activity: dict[str, Any], cores: int, cores_per_chip: int = 128) ->
     ) * 1e-12
     static_low = e["loihi2_static_w"] * min(cores, cores_per_chip) / cores_per_chip * window_s
     static_high = e["loihi2_static_w"] * max(1, -(-cores // cores_per_chip)) * window_s
-    depth = len(activity["layers"]) + 1  # one step per layer on the way to the read-out
+    # The one timing formula (rssnn.lowered): the read-out's index is the number of spiking layers.
+    latency_steps = steps_to_run(1, steps, len(activity["layers"]))
     return dict(
         energy_mj=[(dynamic_low + static_low) * 1e3, (dynamic_high + static_high) * 1e3],
         dynamic_mj=[dynamic_low * 1e3, dynamic_high * 1e3],
         static_mj=[static_low * 1e3, static_high * 1e3],
-        latency_ms=(steps + depth) * step_s * 1e3,
+        latency_ms=latency_steps * step_s * 1e3,
+        latency_steps=latency_steps,
         note="an estimate: per-op constants of Hala Point (low) and Loihi 1 (high), static power "
         "and step time from lava-dl's PilotNet CUBA benchmark (rssnn/energy.py, docs/loihi2.md)",
         constants={k: dict(value=c.value, source=c.source, kind=c.kind) for k, c in ENERGY.items()},
