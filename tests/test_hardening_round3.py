@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -62,7 +64,8 @@ def _assert_refused(result: dict, message: str) -> None:
 
 
 def _netx_skeleton(path: Path, n_layers: int, input_shape=(16384, 1, 1)) -> h5py.File:
-    """An rssnn NetX file's metadata and input layer; the caller adds layers 1..n_layers."""
+    """An rssnn NetX file's metadata and input layer; the caller adds layers 1..n_layers (a file
+    otherwise valid: the old reader accepted the last two bombs below whole)."""
     f = h5py.File(path, "w")
     meta = f.create_group("rssnn")
     meta.attrs.update(
@@ -77,7 +80,9 @@ def _netx_skeleton(path: Path, n_layers: int, input_shape=(16384, 1, 1)) -> h5py
     return f
 
 
-def _dense_layer(f: h5py.File, i: int, features: int, weight: h5py.Dataset | None) -> h5py.Group:
+def _dense_layer(
+    f: h5py.File, i: int, features: int, weight: h5py.Dataset | None, inputs: int | None = None
+) -> h5py.Group:
     g = f.create_group(f"layer/{i}")
     g["type"] = np.array([b"dense"], "S10")
     g["shape"] = np.array([features])
@@ -86,7 +91,7 @@ def _dense_layer(f: h5py.File, i: int, features: int, weight: h5py.Dataset | Non
         g[f"neuron/{key}"] = value
     g["neuron/type"] = np.array([b"CUBA"], "S10")
     if weight is None:
-        g.create_dataset("weight", (features, features), "f4")  # unallocated: reads as zeros
+        g.create_dataset("weight", (features, inputs or features), "f4")  # unallocated: reads as zeros
     else:
         g["weight"] = weight  # a hard link: the same dataset, read again
     return g
@@ -117,7 +122,7 @@ def _linked_within_each_bound(path: Path) -> Path:
 def _huge_neuron_type(path: Path) -> Path:
     """A small file whose neuron/type dataset declares 2^28 64-byte strings: 16 GiB."""
     with _netx_skeleton(path, 1, (3, 32, 32)) as f:
-        g = _dense_layer(f, 1, 10, None)
+        g = _dense_layer(f, 1, 10, None, 3072)
         del g["neuron/type"]
         g.create_dataset("neuron/type", (1 << 28,), "S64")
     return path
@@ -127,7 +132,7 @@ def _long_text_attribute(path: Path) -> Path:
     """A variable-length string attribute of 17 MiB, past the 16 MiB bound: its storage size
     reads as 16 B."""
     with _netx_skeleton(path, 1, (3, 32, 32)) as f:
-        _dense_layer(f, 1, 10, None)
+        _dense_layer(f, 1, 10, None, 3072)
         f["rssnn"].attrs["notes"] = "x" * (17 << 20)
     return path
 
@@ -181,3 +186,80 @@ def test_a_nir_file_of_hard_linked_weights_is_refused_before_nir_reads_it(tmp_pa
     path = _nir_bomb(tmp_path / "bomb.nir")
     result = _open_in_child(f"nir_graph.read({str(path)!r})", imports="from rssnn.export import nir_graph")
     _assert_refused(result, "every hard link counted")
+
+
+# -- 3. distributed runs die with their launcher ----------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie nobody reaped yet is dead: it runs nothing and writes nothing)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.iterdir() if p.is_file()}
+
+
+def test_sigkill_to_torchrun_ends_every_rank_and_nothing_is_written_after(cifar_root, tmp_path):
+    """The issue's case: both ranks went on training (and rewriting last.pt) for 40 s after
+    torchrun was killed. Now no rank outlives it by 5 s, and no file changes after the kill."""
+    from rssnn.train import checkpoint
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "train/cifar.py", "--data-root", str(cifar_root), "--train-limit", "2000", "--val-size", "100",
+           "--width", "4", "--timesteps", "2", "--batch-size", "20", "--device", "cpu", "--quiet",
+           "--checkpoint-every", "1", "--epochs", "1", "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=ENV, start_new_session=True)  # fmt: skip
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if (out / "last.pt").exists() and checkpoint.load(out / "last.pt")["batch_in_epoch"] >= 1:
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                                  text=True).stdout.split()]  # fmt: skip
+        assert len(workers) == 2, workers
+        os.kill(proc.pid, signal.SIGKILL)  # the launcher alone, as a scheduler's kill -9 would
+        killed = time.time()
+        proc.wait()
+        time.sleep(0.5)  # a write the kill caught half-way ends (or dies) within this
+        at_kill = _files(out)
+        while time.time() < killed + 5 and any(_alive(w) for w in workers):
+            time.sleep(0.1)
+        assert not [w for w in workers if _alive(w)], "a rank outlived its launcher by 5 s"
+        time.sleep(1)
+        assert _files(out) == at_kill  # nothing written after the kill
+        assert all(mtime <= (killed + 0.5) * 1e9 for mtime, _ in at_kill.values())
+    finally:
+        for w in workers:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
+
+
+# -- 4. the run folder is claimed for the run's whole life, resume included --------------------
+
+
+def test_a_resume_into_the_folder_of_a_live_run_is_refused(tiny_run, cifar_root, tmp_path, capsys):
+    """The issue's case: both runs exited 0, the second's checkpoints replacing the first's."""
+    from conftest import assert_one_line_error, call_main
+
+    from rssnn.train import cifar
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("last.pt", "config.json"):
+        (run / name).write_bytes((tiny_run / name).read_bytes())
+    before = (run / "last.pt").read_bytes()
+    claim = tmp_path / ".run.claim"
+    claim.write_text(str(os.getppid()))  # a live process (not this one) is training into it
+    argv = ["--data-root", str(cifar_root), "--out", str(run), "--resume", "--epochs", "2", "--quiet",
+            "--train-limit", "200", "--val-size", "100", "--width", "4", "--batch-size", "20"]  # fmt: skip
+    assert_one_line_error(capsys, call_main(cifar.main, argv), f"is writing --out '{run}'")
+    assert (run / "last.pt").read_bytes() == before and claim.read_text() == str(os.getppid())

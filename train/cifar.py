@@ -9,6 +9,7 @@ Writes into --out: config.json, metrics.csv/metrics.json, last.pt, best.pt and P
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import subprocess
@@ -273,14 +274,13 @@ def run(cfg: TrainConfig, given: set[str] | None = None) -> dict[str, Any]:
     """Train; ``given`` (the flags on the command line) only shapes a resume refusal's advice."""
     import torch
 
-    from rssnn.atomic import atomic_write_text, check_output_folder
+    from rssnn.atomic import check_output_folder, claim
     from rssnn.errors import UserError
-    from rssnn.train import checkpoint, data, distributed, plots
-    from rssnn.train.engine import Trainer
-    from rssnn.train.neurons import NeuronConfig
+    from rssnn.train import distributed
 
     torch.manual_seed(cfg.seed)
     world = distributed.from_environment()  # torchrun's ranks, or one process
+    distributed.die_with_launcher(world)
     device = distributed.device_for(world, cfg.device)
     if cfg.batch_size < world.size:
         raise UserError(
@@ -288,6 +288,20 @@ def run(cfg: TrainConfig, given: set[str] | None = None) -> dict[str, Any]:
         )
     # Everything that can refuse the run is checked before the data is read (4 s, 1 GB).
     out = check_output_folder(cfg.out)
+    with contextlib.ExitStack() as held:
+        if world.is_main:  # the folder is this run's for its whole life, a resume's included
+            held.enter_context(claim(out))
+        return _run_claimed(cfg, given, world, device, out)
+
+
+def _run_claimed(cfg: TrainConfig, given: set[str] | None, world, device, out: Path) -> dict[str, Any]:
+    """:func:`run` once rank 0 holds the claim on the run folder."""
+    from rssnn.atomic import atomic_write_text
+    from rssnn.errors import UserError
+    from rssnn.train import checkpoint, data, distributed, plots
+    from rssnn.train.engine import Trainer
+    from rssnn.train.neurons import NeuronConfig
+
     resume_ckpt = None
     if cfg.resume:
         path = out / "last.pt" if cfg.resume == "auto" else Path(cfg.resume)

@@ -17,7 +17,12 @@ tested and how a CPU cluster would run them. On CUDA the stock ``SyncBatchNorm``
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
+import threading
+import time
 from dataclasses import dataclass
 
 import torch
@@ -63,6 +68,35 @@ def from_environment() -> World:
     if size < 1 or not 0 <= rank < size:
         raise UserError(f"RANK={rank} and WORLD_SIZE={size} do not describe a process group")
     return World(rank, size, local_rank)
+
+
+LAUNCHER_POLL_S = 0.2  # how often a rank checks that its launcher is still alive
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_launcher(world: World) -> None:
+    """End this rank as soon as the process that started it (torchrun) ends, even by SIGKILL: a
+    scheduler that counts the job dead may start it again, and two runs would then write one
+    folder. Linux delivers SIGKILL to us when the launcher dies (``PR_SET_PDEATHSIG``: at once,
+    so nothing is written after the kill); a thread polling ``os.getppid()``, as the Lava workers
+    of :mod:`rssnn.lava_guard` do, covers other systems and a launcher gone before the call. A
+    plain run (one process) is left alone: its parent is the user's shell."""
+    if not world.distributed:
+        return
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        # ctypes because the standard library has no prctl; why not a signal we handle: the
+        # handler would run between bytecodes, possibly after one more checkpoint write.
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if parent == 1:  # already orphaned before the call (the launcher died during our start-up)
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(LAUNCHER_POLL_S)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="rssnn-launcher-watch", daemon=True).start()
 
 
 def device_for(world: World, requested: str) -> torch.device:
