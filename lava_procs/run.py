@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--net", required=True, help="NetX file from export/to_netx.py")
+    ap.add_argument("--net", required=True, help="NetX file (export/to_netx.py; lava-dl's with --inputs)")
     ap.add_argument("--data-root", default=None, help="CIFAR folder (default ../shared/data/cifar10)")
     ap.add_argument("--split", choices=("val", "test"), default="val", help="default val")
     ap.add_argument("--limit", type=int, default=20, help="number of images (default 20)")
@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds without progress before a run is stopped (default 120)",
     )
     ap.add_argument("--seed", type=int, default=0, help="noise / attack seed (default 0)")
+    from rssnn.lava_procs.lavadl_command import add_arguments
+
+    add_arguments(ap)  # --inputs etc.: stock lava-dl files (lava_procs/lavadl_command.py)
     return ap
 
 
@@ -199,6 +202,12 @@ def plot_mppd(names: list[str], per_step: list[list[float]], title: str, path: P
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from rssnn import lavadl
+
+    if args.inputs is not None or lavadl.is_lavadl_file(args.net):  # a stock lava-dl file
+        from rssnn.lava_procs import lavadl_command
+
+        return lavadl_command.run(args)
     from tqdm import tqdm
 
     from rssnn import activity, cifar, netx_file
