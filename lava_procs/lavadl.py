@@ -271,7 +271,12 @@ def run(
 
 
 def run_stock(
-    net: LavaDlNet, data: np.ndarray, num_steps: int, reset_interval: int, watchdog_s: float = 300.0
+    net: LavaDlNet,
+    data: np.ndarray,
+    num_steps: int,
+    reset_interval: int,
+    watchdog_s: float = 300.0,
+    chunk: int | None = None,
 ) -> dict[str, Any]:
     """The same inputs through stock lava-dl: ``netx.hdf5.Network`` (Lava's LIF/LIFReset,
     sigma-delta, Dense, DelayDense and Conv models, ``Loihi2SimCfg(select_tag='fixed_pt')``), a
@@ -299,7 +304,7 @@ def run_stock(
     stock.out.connect(sink.a_in)
     try:
         timings = run_steps(
-            source, total, Loihi2SimCfg(select_tag="fixed_pt"), chunk=total, watchdog_s=watchdog_s
+            source, total, Loihi2SimCfg(select_tag="fixed_pt"), chunk=chunk or total, watchdog_s=watchdog_s
         )
         out = np.moveaxis(sink.data.get(), -1, 0).astype(np.int64)  # [S, *lava shape]
     finally:

@@ -238,3 +238,34 @@ def _stock_readout(net, raster: np.ndarray, readout: str, reference, n: int, ste
 def _lava_flat(w: np.ndarray) -> np.ndarray:
     """[N, T, C, H, W] -> [N, T, W H C] (Lava's flat order); [N, T, F] stays."""
     return w.transpose(0, 1, 4, 3, 2).reshape(*w.shape[:2], -1) if w.ndim == 5 else w
+
+
+def cost_activity(net_path: str, inputs_path: str, limit: int, steps: int | None = None) -> dict[str, Any]:
+    """``rssnn cost --net F --images N --inputs X.npy``: the network monitor's activity per
+    inference (:func:`rssnn.activity.summarise`) on the first N of the user's inputs, checked
+    against the integer reference (UserError if they differ: the count would be wrong)."""
+    from rssnn import activity, lavadl
+    from rssnn.errors import UserError
+    from rssnn.lava_guard import cleanup_on_exit
+    from rssnn.lava_procs import lavadl as graph_mod
+    from rssnn.lava_procs.run import select_backend
+
+    net = lavadl.read(net_path)
+    inputs = lavadl.load_inputs(inputs_path, net, limit=limit)
+    lavadl.set_input_bits(net, inputs)
+    args = argparse.Namespace(steps=steps, reset_interval=None, readout=None)
+    steps, reset, readout = _settings(args, net, inputs)
+    graph = graph_mod.build_graph(net, inputs.data, steps, reset, readout=readout, monitor=True)
+    with cleanup_on_exit():
+        counts = graph_mod.run(graph, select_backend("sim")[1])["monitor"]
+    ref = lavadl.reference_counts(net, inputs, steps, reset)
+    if not all(np.array_equal(counts[k], ref[k]) for k in ("spikes", "synops", "input_macs")):
+        raise UserError("the network monitor's counts differ from the integer reference; please report this")
+    act = activity.summarise(_summary_net(net, steps), counts, len(inputs))
+    act["counted_by"] = "the network monitor in Lava, equal to the integer reference (rssnn.lavadl)"
+    if net.model != "cuba":
+        act["sigma_delta"] = (
+            "non-zero graded messages count as spikes, each driving its fan-out as synaptic ops; "
+            "the source feeds an input layer's neurons directly (no input MACs)"
+        )
+    return act

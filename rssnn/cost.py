@@ -138,6 +138,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out, table, figure = paths
     if args.images is not None and args.images < 1:
         raise UserError(f"--images must be >= 1, got {args.images}")
+    if args.images is None and (args.inputs or args.steps):
+        raise UserError("--inputs and --steps choose the inputs of --images N; add --images")
     if args.images is None and (args.data_root or args.split != "val"):
         raise UserError("--data-root and --split choose the images of --images N; add --images")
     if args.skip_layers < 0:
@@ -167,11 +169,25 @@ def _count(args: argparse.Namespace, cores: int) -> dict[str, Any]:
     from rssnn import activity, cifar, energy, netx_file
     from rssnn.errors import UserError
 
+    if args.inputs is not None:  # any lava-dl network on the user's inputs (issue 31)
+        from rssnn.lava_procs.lavadl_command import cost_activity
+
+        act = cost_activity(args.net, args.inputs, args.images, args.steps)
+        est = energy.estimate(act, cores)
+        return dict(
+            activity=act,
+            energy=est,
+            synops_per_inference=act["synops_per_inference"],
+            spikes_per_inference=act["spikes_per_inference"],
+            energy_mj=est["energy_mj"],
+            latency_ms=est["latency_ms"],
+        )
     try:  # the metadata first, for the one line a lava-dl file (no dataset) deserves
         netx_file.read_metadata(args.net)
     except UserError as exc:
         raise UserError(
-            f"--images needs an rssnn-lava NetX file (it names its dataset and input encoding): {exc}"
+            f"--images needs an rssnn-lava NetX file (it names its dataset and input encoding) or "
+            f"--inputs X.npy: {exc}"
         ) from None
     net, meta = netx_file.read(args.net)
     images, _, _ = cifar.load_run_split(args.data_root, meta["dataset"], args.split, meta["training_config"])
@@ -224,6 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--split", choices=("val", "test", "train"), default="val", help="split for --images (val)"
     )
+    ap.add_argument(
+        "--inputs",
+        default=None,
+        help="for --images N on a lava-dl file: the user's inputs (.npy/.npz, as rssnn run --inputs)",
+    )
+    ap.add_argument("--steps", type=int, default=None, help="steps per input with --inputs (as rssnn run)")
     args = ap.parse_args(argv)
     return run_cli(lambda: run(args))
 

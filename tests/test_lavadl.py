@@ -240,3 +240,28 @@ def test_reader_follows_netx_and_inputs_accept_rasters():
     assert graded.data.shape == (2, 1, 784) and graded.message_bits == 8
     stream = lavadl.stream(raster.data + np.arange(5)[None, :, None], 5, 12)
     assert stream[:5, 0].tolist() == [0, 1, 2, 3, 4] and not stream[10:].any()
+
+
+def test_cost_counts_activity_of_a_lava_dl_network(exported, tmp_path):
+    """rssnn cost --images N --inputs X.npy on a sigma-delta file from lava-dl's exporter: the
+    monitor's per-inference activity equals the reference's, and it becomes an energy range."""
+    from rssnn import activity
+    from rssnn.cost import main
+
+    x = np.random.default_rng(5).integers(0, 64, (3, 2, 8, 8))
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "cost.json"
+    argv = ["--net", str(exported["sdnn"]), "--images", "2", "--inputs", str(tmp_path / "x.npy")]
+    assert call_main(main, argv + ["--steps", "4", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    net = lavadl.read(exported["sdnn"])
+    inputs = lavadl.prepare_inputs(x, net, limit=2)
+    lavadl.set_input_bits(net, inputs)
+    counts = lavadl.reference_counts(net, inputs, 4, 0)
+    expected = activity.summarise(type("N", (), dict(num_steps=4, layers=net.layers)), counts, 2)
+    assert report["activity"]["images"] == 2
+    assert report["synops_per_inference"] == pytest.approx(expected["synops_per_inference"])
+    assert report["spikes_per_inference"] == pytest.approx(expected["spikes_per_inference"])
+    assert report["spikes_per_inference"] > 0
+    lo, hi = report["energy_mj"]
+    assert 0 < lo < hi
