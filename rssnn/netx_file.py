@@ -112,9 +112,12 @@ def write(path: str | Path, net: LoweredNet, metadata: dict[str, Any]) -> str:
     path = Path(path)
     features = extension_features(net)
     kind = "rssnn-extension" if features else "stock"
+    lo, hi = dynamics.BIAS_MANT_RANGE
     for layer in net.layers:
-        if np.abs(np.asarray(layer.bias)).max(initial=0) > dynamics.BIAS_MANT_RANGE[1]:
-            raise UserError(f"bias of {layer.name} does not fit Loihi's 13-bit mantissa")
+        # min and max, not abs: abs(INT64_MIN), where a NaN bias ended, overflows to a negative
+        bias = np.asarray(layer.bias)
+        if bias.size and (not np.all(np.isfinite(bias)) or bias.min() < lo or bias.max() > hi):
+            raise UserError(f"bias of {layer.name} does not fit Loihi's 13-bit mantissa ({lo}..{hi})")
 
     def write_h5(fh) -> None:
         with h5py.File(fh, "w") as f:

@@ -263,3 +263,109 @@ def test_a_resume_into_the_folder_of_a_live_run_is_refused(tiny_run, cifar_root,
             "--train-limit", "200", "--val-size", "100", "--width", "4", "--batch-size", "20"]  # fmt: skip
     assert_one_line_error(capsys, call_main(cifar.main, argv), f"is writing --out '{run}'")
     assert (run / "last.pt").read_bytes() == before and claim.read_text() == str(os.getppid())
+
+
+# -- 6. and 7. NIR parameters and metadata: one line each, before anything is written ----------
+
+
+def _nir_chain(metadata: dict) -> tuple[dict, list, dict]:
+    """test_nir's valid chain (conv, CubaLIF, flatten, dense read-out), as nodes to edit."""
+    import nir
+
+    shape = (4, 32, 32)
+    lif = nir.CubaLIF(tau_syn=np.full(shape, 2e-4), tau_mem=np.full(shape, 1e-3), r=np.full(shape, 10.0),
+                      v_leak=np.zeros(shape), v_threshold=np.ones(shape),
+                      w_in=np.full(shape, 2.0))  # fmt: skip
+    nodes = {
+        "input": nir.Input(np.array([3, 32, 32])),
+        "conv": nir.Conv2d((32, 32), np.ones((4, 3, 3, 3)) * 0.01, 1, 1, 1, 1, np.zeros(4)),
+        "lif": lif,
+        "flat": nir.Flatten({"input": np.array([4, 32, 32])}, 0, -1),
+        "fc": nir.Affine(np.ones((10, 4096)) * 0.01, np.zeros(10)),
+        "output": nir.Output(np.array([10])),
+    }
+    edges = [("input", "conv"), ("conv", "lif"), ("lif", "flat"), ("flat", "fc"), ("fc", "output")]
+    return nodes, edges, dict(dict(num_steps=4, dt=1e-4), **metadata)
+
+
+def _set(node: str, field: str, value):
+    return lambda nodes: setattr(nodes[node], field, value)
+
+
+def _input_shape(value):
+    return lambda nodes: nodes["input"].input_type.__setitem__("input", value)
+
+
+NIR_VARIANTS = [  # (metadata, node edit, what the line says): item 6, then item 7's 13
+    ({}, _set("conv", "bias", np.array([0.0, np.nan, 0.0, 0.0])), "bias holds NaN or infinity"),
+    (dict(num_steps="four"), None, "num_steps must be a whole number, got 'four'"),
+    (dict(num_steps=float("nan")), None, "num_steps must be a whole number, got nan"),
+    (dict(num_steps=float("inf")), None, "num_steps must be a whole number, got inf"),
+    (dict(num_steps=np.array([4, 4])), None, "num_steps must be a whole number, got [4, 4]"),
+    (dict(num_steps=2.7), None, "num_steps must be a whole number, got 2.7"),
+    (dict(dt="1e-4"), None, "dt must be one finite number, got '1e-4'"),
+    (dict(dt=np.array([1e-4, 1e-4])), None, "dt must be one finite number"),
+    (dict(input_range=np.array([0.0, 0.5, 1.0])), None, "input_range must be two numbers"),
+    (dict(input_range="0 1"), None, "input_range must be two numbers (LO, HI), got '0 1'"),
+    ({}, _input_shape(np.array([3.0, np.nan, 32.0])), "shape holds NaN or infinity"),
+    ({}, _input_shape(np.array([b"3", b"32", b"32"])), "shape is not numeric"),
+    ({}, _set("fc", "bias", np.zeros(7)), "bias has shape (7,); 10 values"),
+    ({}, lambda nodes: nodes["fc"].weight.__setitem__((0, 0), np.inf), "weight holds NaN or infinity"),
+]
+
+
+@pytest.mark.parametrize("metadata, edit, message", NIR_VARIANTS, ids=[m for *_, m in NIR_VARIANTS])
+def test_nir_parameters_and_metadata_are_refused_in_one_line_before_writing(
+    tmp_path, capsys, metadata, edit, message
+):
+    import nir
+    from conftest import assert_one_line_error, call_main
+
+    from rssnn.export.to_netx import main as to_netx
+
+    nodes, edges, meta = _nir_chain(metadata)
+    if edit is not None:
+        edit(nodes)
+    path = tmp_path / "g.nir"
+    nir.write(str(path), nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False))
+    out = tmp_path / "out.net"
+    assert_one_line_error(capsys, call_main(to_netx, ["--nir", str(path), "--out", str(out)]), message)
+    assert not out.exists() and not list(tmp_path.glob(".*"))  # nothing written, not even a partial
+
+
+def test_the_unedited_nir_chain_converts(tmp_path):
+    """The variants above are refused for their edit alone."""
+    import nir
+
+    from rssnn.export.to_netx import main as to_netx
+
+    path = tmp_path / "g.nir"
+    nodes, edges, meta = _nir_chain({})
+    nir.write(str(path), nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta))
+    assert to_netx(["--nir", str(path), "--out", str(tmp_path / "g.net")]) == 0
+
+
+# -- 8. NIR graph reading in linear time --------------------------------------------------------
+
+
+def test_a_nir_graph_of_80000_edges_is_read_in_linear_time():
+    """2,000 nodes, 80,000 edges: the parents and the topological order took 19 s as one scan
+    of the edges per node; one pass each reaches the first refusal at once."""
+    import nir
+
+    from rssnn.errors import UserError
+    from rssnn.export import nir_graph
+
+    names = [f"a{i}" for i in range(1998)]
+    nodes = {name: nir.Affine(np.ones((1, 1)), np.zeros(1)) for name in names}
+    nodes.update(input=nir.Input(np.array([3, 32, 32])), output=nir.Output(np.array([1])))
+    rng = np.random.default_rng(0)
+    pairs = {tuple(sorted(p)) for p in rng.integers(0, len(names), (90_000, 2)) if p[0] != p[1]}
+    edges = [("input", name) for name in names] + [(names[i], names[j]) for i, j in sorted(pairs)]
+    edges = edges[:79_000] + [(name, "output") for name in names[-1000:]]
+    assert len(edges) == 80_000
+    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(num_steps=4, dt=1e-4), type_check=False)
+    t0 = time.monotonic()
+    with pytest.raises(UserError, match="needs a Flatten"):  # a0, the first after the input
+        nir_graph.from_nir(graph, None, None, None)
+    assert time.monotonic() - t0 < 3
