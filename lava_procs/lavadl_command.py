@@ -117,6 +117,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     lavadl.set_input_bits(net, inputs)
     steps, reset, readout = _settings(args, net, inputs)
     notes = list(net.notes)
+    if net.model != "cuba" and args.reset_interval:
+        notes.append("--reset-interval applies to CUBA layers; sigma-delta neurons never reset (as in NetX)")
     if spec.kind not in ("clean", "gn"):
         raise UserError(
             f"--perturb {spec.kind}: a lava-dl file carries no float model to attack; use clean or gn:SIGMA"

@@ -265,3 +265,19 @@ def test_cost_counts_activity_of_a_lava_dl_network(exported, tmp_path):
     assert report["spikes_per_inference"] > 0
     lo, hi = report["energy_mj"]
     assert 0 < lo < hi
+
+
+def test_voltage_readout_of_rasters_equals_the_reference(exported, tmp_path):
+    """--readout voltage on graded rasters with a trailing time axis (T taken from them): the last
+    layer's CUBA voltage at each window's last step, read through its probe, as the reference."""
+    from rssnn.lava_procs.run import main
+
+    rng = np.random.default_rng(6)
+    np.save(tmp_path / "x.npy", rng.integers(0, 64, (2, 2, 6, 6, 5)).astype(np.int16))
+    out = tmp_path / "v.json"
+    argv = ["--net", str(exported["cuba"]), "--inputs", str(tmp_path / "x.npy"), "--readout", "voltage"]
+    assert call_main(main, argv + ["--perturb", "clean", "--no-monitor", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["steps"] == 5 and report["input_message_bits"] == 6
+    assert report["readout_equals_integer_reference"]
+    assert np.any(np.array(report["readout_values"]) != 0)
