@@ -213,10 +213,15 @@ def sweep(cells: list[dict], sweep_cell: str, folder: Path) -> tuple[list[str], 
 def checks_lines(cells: list[dict]) -> list[str]:
     failed = [(c["cell"], k["name"], k["detail"]) for c in cells for k in c["checks"] if not k["passed"]]
     square = [
-        (c["cell"], r["attack"], r["members_broke"].get("square", 0), r["n"])
+        (
+            c["cell"],
+            r["attack"],
+            sum(v for k, v in r["members_broke"].items() if k.startswith("square")),
+            r["n"],
+        )
         for c in cells
         for r in c["rows"]
-        if r["kind"] == "ensemble"
+        if "members_broke" in r
     ]
     found = max((s[2] for s in square), default=0)
     lines = [

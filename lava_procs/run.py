@@ -7,8 +7,10 @@ Two copies of the network (clean and perturbed input) run in one compiled Lava g
 spiking layer a monitor process measures the membrane-potential perturbation on the device.
 The same images go through the integer reference forward (:mod:`rssnn.integer_forward`) for the
 agreement check and the reference MPPD. Clean and Gaussian runs need Lava and the numpy core
-only, not torch; adversarial inputs (fgsm, pgd) are crafted in PyTorch on the float model of
-``--checkpoint`` (white-box, through the surrogate) and rounded to 8-bit pixel levels.
+only, not torch; adversarial inputs (any single attack of :mod:`rssnn.perturbation`, e.g. fgsm,
+pgd, apgd-ce, sapgd@assg, square) are crafted in PyTorch on the float model of ``--checkpoint``
+by the same code as ``train/evaluate.py`` (:func:`train.attacks.craft`) and rounded to 8-bit
+pixel levels.
 """
 
 from __future__ import annotations
@@ -38,20 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--perturb",
         default="gaussian:8/255",
-        help="clean | gn:SIGMA | fgsm:EPS | pgd:EPS:STEPS[:ALPHA], the grammar of train/evaluate.py "
+        help="clean | gn:SIGMA | fgsm:EPS | pgd:EPS:STEPS[:ALPHA] | any other single attack of "
+        "train/evaluate.py's grammar, e.g. apgd-ce:8/255:20@tri0.25 "
         "(none and gaussian:SIGMA are accepted too; default gaussian:8/255)",
     )
     ap.add_argument(
         "--checkpoint",
         default=None,
-        help="source checkpoint (needed for fgsm/pgd; default: the one named in the file)",
+        help="source checkpoint (needed for adversarial attacks; default: the one named in the file)",
     )
     ap.add_argument("--out", default="report.json", help="JSON report (a PNG plot goes beside it)")
     ap.add_argument(
         "--backend",
         choices=("auto", "sim", "loihi2"),
         default="auto",
-        help="auto: Loihi 2 when lava-loihi and a board are present, else CPU simulation",
+        help="auto and sim: CPU simulation (Loihi2SimCfg, fixed point); loihi2 needs lava-loihi, a board "
+        "and Loihi 2 process models, which rssnn-lava does not have yet (refused with the reason)",
     )
     ap.add_argument("--no-monitor", action="store_true", help="run without the MPPD monitor")
     ap.add_argument(
@@ -67,25 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-RUNNER_KINDS = ("clean", "gn", "fgsm", "pgd")
-
-
 def parse_perturbation(text: str):
-    """One attack string of :mod:`rssnn.perturbation` that the runner can apply; UserError if not."""
+    """One attack string of :mod:`rssnn.perturbation` that the runner can apply (any single
+    attack, not an ensemble); UserError if not."""
     from rssnn.errors import UserError
     from rssnn.perturbation import parse_one
 
     try:
-        return parse_one(text, RUNNER_KINDS)
+        return parse_one(text)
     except ValueError as exc:
         raise UserError(
-            f"--perturb: {exc} (use clean, gn:SIGMA, fgsm:EPS or pgd:EPS:STEPS[:ALPHA], "
-            "e.g. gn:8/255 or pgd:8/255:7)"
+            f"--perturb: {exc} (use clean, gn:SIGMA, fgsm:EPS, pgd:EPS:STEPS[:ALPHA] or another "
+            "single attack, e.g. gn:8/255 or pgd:8/255:7)"
         ) from exc
 
 
 def select_backend(requested: str, fast_synapses: bool = True):
-    """(name, run config): Loihi 2 hardware only with lava-loihi and a board, else simulation.
+    """(name, run config) for ``--backend``: ``auto`` and ``sim`` simulate on the CPU.
+
+    ``auto`` does not pick Loihi 2 even where lava-loihi and a board are present: our processes
+    have CPU models only, so ``loihi2`` is refused with that reason (docs/loihi2.md).
 
     The simulation uses our exact fast synapse models (:mod:`lava_procs.synapses.models`)
     unless ``fast_synapses`` is False (Lava's stock models, for comparison).
@@ -95,7 +100,7 @@ def select_backend(requested: str, fast_synapses: bool = True):
     from rssnn.errors import UserError
 
     hardware = False
-    if requested in ("auto", "loihi2"):
+    if requested == "loihi2":
         try:  # lava-loihi is closed source; without it this import path does not exist
             from lava.utils import loihi
 
@@ -124,10 +129,10 @@ def select_backend(requested: str, fast_synapses: bool = True):
 def perturb_images(spec, pixels: np.ndarray, labels: np.ndarray, checkpoint_path: str | None, seed: int):
     """uint8 [N, 3, H, W] -> perturbed uint8 images (rounded to the 8-bit input grid).
 
-    Gaussian noise is numpy; only fgsm/pgd import torch (to attack the float model).
+    Gaussian noise is numpy; only attacks import torch (to attack the float model).
     """
     from rssnn.errors import UserError
-    from rssnn.perturbation import gaussian_pixels
+    from rssnn.perturbation import KINDS, gaussian_pixels
 
     if spec.kind == "clean":
         return pixels.copy()
@@ -141,7 +146,8 @@ def perturb_images(spec, pixels: np.ndarray, labels: np.ndarray, checkpoint_path
     try:
         import torch
 
-        from rssnn.train import checkpoint, perturb
+        from rssnn.train import checkpoint
+        from rssnn.train.attacks import AttackWrapper, craft
     except ImportError as exc:
         raise UserError(
             f"--perturb {spec.kind} crafts adversarial examples on the float model, which needs torch "
@@ -151,10 +157,8 @@ def perturb_images(spec, pixels: np.ndarray, labels: np.ndarray, checkpoint_path
     gen = torch.Generator().manual_seed(seed)
     ckpt = checkpoint.load(checkpoint_path)
     model = checkpoint.restore_model(ckpt, checkpoint_path).eval()
-    if spec.kind == "fgsm":
-        adv = perturb.fgsm(model, x, y, spec.eps, gen, jitter=0.0)
-    else:  # the same step size as train/evaluate.py: the grammar fixed it
-        adv = perturb.pgd(model, x, y, spec.eps, spec.steps, spec.alpha, gen)
+    assert KINDS[spec.kind].needs_model
+    adv = craft(spec, AttackWrapper(model), x, y, gen)  # the attack train/evaluate.py runs
     return torch.round(adv.clamp(0, 1) * 255).to(torch.uint8).numpy()
 
 
@@ -216,6 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from rssnn.integer_forward import mppd_reference
     from rssnn.lava_guard import cleanup_on_exit
     from rssnn.lava_procs import runtime
+    from rssnn.perturbation import KINDS
 
     spec = parse_perturbation(args.perturb)
     if args.limit < 1:
@@ -232,7 +237,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n = min(args.limit, len(all_labels))
     clean, labels = images[:n], all_labels[:n]
     source = None
-    if spec.kind in ("fgsm", "pgd"):
+    if KINDS[spec.kind].needs_model:
         source = args.checkpoint or trusted_source_checkpoint(meta, args.net)
     pert = perturb_images(spec, clean, labels, source, args.seed)
     reference = mppd_reference(net, clean, pert)
@@ -260,7 +265,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         perturbation=args.perturb,
         accuracy_clean=float((pred_clean == labels).mean()),
         accuracy_perturbed=float((pred_pert == labels).mean()),
-        agreement_with_pytorch=float(
+        agreement_with_reference=float(
             np.mean(
                 np.concatenate(
                     [
@@ -272,10 +277,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ),
         layers=names,
         mppd_per_layer=[float(np.mean(s)) for s in device_steps],
-        mppd_per_layer_pytorch=[float(np.mean(s)) for s in reference["mppd_per_step"]],
+        mppd_per_layer_reference=[float(np.mean(s)) for s in reference["mppd_per_step"]],
         mppd_per_step=device_steps,
         true_mpp_per_layer=[float(np.mean(m)) for m in mon["mpp"]] if mon is not None else [],
-        true_mpp_per_layer_pytorch=[float(np.mean(s)) for s in reference["mpp_per_step"]],
+        true_mpp_per_layer_reference=[float(np.mean(s)) for s in reference["mpp_per_step"]],
         monitor=not args.no_monitor,
         activity=activity.summarise(net, mon, n) if mon is not None else None,
         steps=result["steps"],
@@ -288,12 +293,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         plot_mppd(names, device_steps, f"on-device MPPD, {args.perturb}", out.with_suffix(".png"))
     rel = [
         abs(a - b) / max(abs(b), 1e-30)
-        for a, b in zip(report["mppd_per_layer"], report["mppd_per_layer_pytorch"])
+        for a, b in zip(report["mppd_per_layer"], report["mppd_per_layer_reference"])
     ]
     print(
         f"{backend}: accuracy clean {report['accuracy_clean']:.3f}, perturbed "
         f"{report['accuracy_perturbed']:.3f}; agreement with the integer reference "
-        f"{report['agreement_with_pytorch']:.3f}; MPPD max relative difference to the reference "
+        f"{report['agreement_with_reference']:.3f}; MPPD max relative difference to the reference "
         f"{max(rel, default=0):.2e}; {report['seconds_per_image']:.2f} s/image; report {out}"
     )
     return report

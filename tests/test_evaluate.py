@@ -113,7 +113,7 @@ def test_masking_checks_flag_rising_accuracy():
         row("pgd40 other step", "pgd", 8 / 255, 40, 0.50, alpha=0.5 / 255),  # compared with nothing
         row("pgd64", "pgd", 64 / 255, 10, 0.20),
         row("pgd7 (transfer)", "pgd", 8 / 255, 7, 0.10, True),
-        row("ensemble:8/255", "ensemble", 8 / 255, 0, 0.05, n=1000, members_broke={"square": 40}),
+        row("ensemble:8/255", "ensemble", 8 / 255, 0, 0.05, n=1000, members_broke={"square:8/255:1000": 40}),
     ]
     checks = {c["name"]: c["passed"] for c in masking_checks(rows, 1000)}
     assert not checks["PGD accuracy does not rise with steps (eps 8/255, step 2/255)"]
@@ -126,7 +126,7 @@ def test_masking_checks_flag_rising_accuracy():
         row("pgd7", "pgd", 8 / 255, 7, 0.30),
         row("pgd20", "pgd", 8 / 255, 20, 0.25),
         row("pgd64", "pgd", 64 / 255, 10, 0.0),
-        row("ensemble:8/255", "ensemble", 8 / 255, 0, 0.05, n=1000, members_broke={"square": 3}),
+        row("ensemble:8/255", "ensemble", 8 / 255, 0, 0.05, n=1000, members_broke={"square:8/255:1000": 3}),
     ]
     assert all(c["passed"] for c in masking_checks(good, 1000))
 
@@ -135,24 +135,35 @@ def test_worst_case_ensemble_is_per_image_minimum_over_its_members(cifar_root):
     """The ensemble's robust set is what survives every member, and Square runs last."""
     import torch
 
-    from rssnn.train.attacks import ensemble_members, worst_case
+    from rssnn.train.attacks import ensemble_members, with_square_queries, worst_case
 
     torch.manual_seed(0)
     split = data.load_split(cifar_root, "cifar10", "val", val_size=200, seed=0)
     x = split.images[:24].float().div(255)
     y = split.labels[:24]
     model = calibrate_batchnorm(build_model("cpu", 2, width=8), x)
-    labels = [m[0] for m in ensemble_members(2 / 255, square_queries=20)]
-    assert labels[-1] == "square" and {"pgd-10@w0.5", "pgd-10@w2", "apgd-dlr"} <= set(labels)
-    robust, x_adv, broke = worst_case(model, 2 / 255, x, y, torch.Generator().manual_seed(0), 20)
-    assert set(broke) == set(labels)
+    members = ensemble_members(2 / 255)
+    labels = [m.text for m in members]
+    assert members[-1].kind == "square" and {"assg", "rga", "pdsg", "tri0.25"} <= {
+        m.surrogate for m in members
+    }
+    # a cheap version of the same plan: short schedules, 20 Square queries
+    cheap = [
+        parse_attacks(f"{m.kind}:2/255:3" + (f"@{m.surrogate}" if m.surrogate else ""))[0]
+        if m.kind in ("apgd-ce", "apgd-dlr", "sapgd")
+        else m
+        for m in with_square_queries(members, 20)
+    ]
+    res = worst_case(model, cheap, x, y, torch.Generator().manual_seed(0))
+    assert set(res.broke) == {m.text for m in cheap} and len(labels) == len(cheap)
     with torch.no_grad():
         clean_ok = model(x).argmax(1) == y
-        adv_ok = model(x_adv).argmax(1) == y
-    assert (x_adv - x).abs().max() <= 2 / 255 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+        adv_ok = model(res.x_adv).argmax(1) == y
+    assert (res.x_adv - x).abs().max() <= 2 / 255 + 1e-6 and res.x_adv.min() >= 0 and res.x_adv.max() <= 1
     # every image counted as broken is broken by the returned example; robust ones are correct
-    torch.testing.assert_close(adv_ok, robust)
-    assert int(clean_ok.sum()) - int(robust.sum()) == sum(broke.values())
+    torch.testing.assert_close(adv_ok, res.robust)
+    assert int(clean_ok.sum()) - int(res.robust.sum()) == sum(res.broke.values())
+    assert res.robust_deployed is None
 
 
 def test_cli_reports_rows_checks_mppd_and_plots(cifar_root, tiny_run, tmp_path):
@@ -197,19 +208,24 @@ def test_cli_reports_rows_checks_mppd_and_plots(cifar_root, tiny_run, tmp_path):
 
 
 def test_one_pgd_string_means_one_step_size_in_evaluate_and_the_lava_runner():
-    """'pgd:8/255:7' used to mean step 2.55/255 in evaluate and 2.86/255 in lava_procs.run."""
+    """'pgd:8/255:7' used to mean step 2.55/255 in evaluate and 2.86/255 in lava_procs.run.
+
+    Both commands' parsers against hand-computed values: the reference's step sizes at 8/255
+    (7 steps 2.55/255, 10 steps 2/255, 20 steps 1/255) scaled with eps, else 2.5 eps / steps."""
     from rssnn.lava_procs.run import parse_perturbation
 
-    for text in (
-        "pgd:8/255:7",
-        "pgd:4/255:10",
-        "pgd:2/255:5",
-        "pgd:8/255:20:2/255",
-        "fgsm:4/255",
-        "gn:8/255",
-    ):
-        assert parse_perturbation(text) == parse_attacks(text)[0]  # one parser, one meaning
-    assert parse_perturbation("gaussian:8/255").kind == parse_perturbation("gn:8/255").kind == "gn"
-    assert parse_perturbation("none").kind == "clean"
-    assert parse_attacks("pgd:8/255:7")[0].alpha == perturb.default_pgd_alpha(8 / 255, 7)
-    assert parse_attacks("pgd:8/255:7")[0].alpha == pytest.approx(2.55 / 255)
+    expected = {  # text: (kind, eps, steps, alpha), by hand
+        "pgd:8/255:7": ("pgd", 8 / 255, 7, 2.55 / 255),
+        "pgd:4/255:10": ("pgd", 4 / 255, 10, 1 / 255),  # 2/255 at 8/255, halved
+        "pgd:2/255:5": ("pgd", 2 / 255, 5, 1 / 255),  # 2.5 * (2/255) / 5
+        "pgd:8/255:20:2/255": ("pgd", 8 / 255, 20, 2 / 255),
+        "pgd:16/255:20": ("pgd", 16 / 255, 20, 2 / 255),  # 1/255 at 8/255, doubled
+        "fgsm:4/255": ("fgsm", 4 / 255, 1, 0.0),
+        "gn:8/255": ("gn", 8 / 255, 0, 0.0),
+        "gaussian:8/255": ("gn", 8 / 255, 0, 0.0),
+        "none": ("clean", 0.0, 0, 0.0),
+    }
+    for text, (kind, eps, steps, alpha) in expected.items():
+        for spec in (parse_perturbation(text), parse_attacks(text)[0]):
+            assert (spec.kind, spec.steps) == (kind, steps), text
+            assert spec.eps == pytest.approx(eps, rel=1e-12) and spec.alpha == pytest.approx(alpha, rel=1e-12)

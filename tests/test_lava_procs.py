@@ -262,7 +262,7 @@ def test_runner_bad_input_fails_with_one_line(cifar_root, trained_export, tmp_pa
         (["--net", str(foreign)], "not a readable HDF5 file"),
         (["--net", net, "--perturb", "blur:3"], "unknown attack"),
         (["--net", net, "--perturb", "pgd:8/255:0"], "steps must be >= 1"),
-        (["--net", net, "--perturb", "apgd-ce:8/255"], "runs clean, gn, fgsm, pgd only"),
+        (["--net", net, "--perturb", "ensemble:8/255"], "this command runs clean, gn, fgsm, pgd,"),
         (
             ["--net", net, "--perturb", "fgsm:8/255", "--checkpoint", str(tmp_path / "no.pt")],
             "pass --checkpoint",

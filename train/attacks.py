@@ -1,39 +1,41 @@
-"""Evaluation attacks on spiking models: the attack-ready wrapper, the attack grammar, runners.
+"""Evaluation attacks on spiking models: the attack-ready wrapper, the dispatch, the ensembles.
 
 The wrapper turns a spiking model into what attack libraries expect: pixels in [0, 1] in,
 logits (mean over T) out, fresh neuron state on every call (our neurons keep none), gradients
-by BPTT through the surrogate. The surrogate used by the attack can differ from training's
-(``surrogate_width``): attacking through a sharper or wider surrogate is the standard check for
-gradient masking. FGSM, PGD and APGD (CE and DLR) come from torchattacks 3.5.1; Gaussian noise
-is one line and needs no library.
+by BPTT through a surrogate. The attacker's surrogate can differ from training's
+(:mod:`train.surrogates`: triangle, SLAYER's exponential, rectangular, arctan, ASSG, PDSG, rate
+gradients): attacking through other surrogates is the standard check for gradient masking. What
+each kind does is its class in :mod:`train.attack_kinds`, found through one table.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from rssnn.perturbation import DEFAULT_ATTACKS, KINDS, SQUARE_QUERIES, AttackSpec, parse_attacks  # noqa: F401
-from rssnn.train.models import spiking_layers
-
-# Attacker surrogate half-widths of the ensemble: an adaptive attacker tries sharper and
-# wider surrogates than the model trained with (1.0), and keeps the worst case per image.
-ENSEMBLE_WIDTHS = (0.5, 1.0, 2.0)
+from rssnn.train import attack_kinds, surrogates
 
 
 class AttackWrapper(nn.Module):
-    """[N, 3, H, W] pixels in [0, 1] -> logits [N, classes], model in eval mode."""
+    """[N, 3, H, W] pixels in [0, 1] -> logits [N, classes], model in eval mode, gradients
+    through ``surrogate`` (a :class:`train.surrogates.Surrogate`, a triangle half-width, or None
+    for the model's own)."""
 
-    def __init__(self, model: nn.Module, surrogate_width: float | None = None):
+    def __init__(self, model: nn.Module, surrogate: surrogates.Surrogate | float | None = None):
         super().__init__()
         self.model = model.eval()
-        self.surrogate_width = surrogate_width
+        self.surrogate = (
+            surrogate if isinstance(surrogate, surrogates.Surrogate) else surrogates.make(surrogate)
+        )
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        with attack_surrogate(self.model, self.surrogate_width):
+        with self.surrogate.applied(self.model):
             return self.model(pixels)
 
     def train(self, mode: bool = True) -> AttackWrapper:
@@ -46,113 +48,128 @@ class AttackWrapper(nn.Module):
 
 @contextmanager
 def attack_surrogate(model: nn.Module, width: float | None) -> Iterator[None]:
-    """Temporarily use another surrogate half-width in every spiking layer."""
-    if width is None:
+    """Temporarily use another triangle half-width in every spiking layer."""
+    with surrogates.make(width).applied(model):
         yield
-        return
-    saved = [(n, n.config.surrogate_width) for _, n in spiking_layers(model)]
-    for n, _ in saved:
-        n.config.surrogate_width = width
-    try:
-        yield
-    finally:
-        for n, w in saved:
-            n.config.surrogate_width = w
 
 
 def craft(
-    spec: AttackSpec, wrapper: AttackWrapper, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    spec: AttackSpec, wrapper: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
 ) -> torch.Tensor:
-    """Adversarial (or noisy) pixels for one batch; the same seed gives the same result."""
-    import torchattacks
+    """Adversarial (or noisy) pixels for one batch; the same seed gives the same result.
 
-    if spec.kind == "clean":
-        return x
-    if spec.kind == "gn":  # test-time Gaussian noise, clamped (reference "GN" attack)
-        noise = torch.randn(x.shape, generator=generator).to(x.device)
-        return (x + spec.eps * noise).clamp(0, 1)
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-    torch.manual_seed(seed)
-    if spec.kind == "fgsm":
-        attack = torchattacks.FGSM(wrapper, eps=spec.eps)
-    elif spec.kind == "pgd":
-        attack = torchattacks.PGD(
-            wrapper, eps=spec.eps, alpha=spec.alpha, steps=spec.steps, random_start=True
-        )
-    elif spec.kind == "square":  # gradient-free: immune to masked or obfuscated gradients
-        attack = torchattacks.Square(
-            wrapper, norm="Linf", eps=spec.eps, n_queries=spec.steps, n_restarts=1, seed=seed % 2**31
-        )
-    elif spec.kind == "ensemble":
-        raise ValueError("an ensemble is run by worst_case(), not craft()")
-    else:
-        attack = torchattacks.APGD(
-            wrapper,
-            norm="Linf",
-            eps=spec.eps,
-            steps=spec.steps,
-            n_restarts=1,
-            seed=0,
-            loss=spec.kind.split("-")[1],
-            rho=0.75,
-        )
-    return attack(x, y).detach()
-
-
-def ensemble_members(
-    eps: float, square_queries: int = SQUARE_QUERIES
-) -> list[tuple[str, AttackSpec, float | None]]:
-    """The worst-case ensemble at budget ``eps``: (label, attack, attacker surrogate width).
-
-    FGSM; PGD-10 (step eps/4) through each surrogate width of :data:`ENSEMBLE_WIDTHS`, plus a
-    second random restart through the model's own surrogate; APGD-CE and APGD-DLR (10 steps);
-    the gradient-free Square attack. Gradient attacks come first, Square last, so that what
-    Square still breaks measures what the gradient attacks missed. Width None = the model's own.
+    ``wrapper``: an :class:`AttackWrapper` (its surrogate is replaced by the spec's
+    ``@SURROGATE`` if it names one) or any pixels -> logits module (black-box kinds).
     """
-    e = f"{eps * 255:g}/255"
-    pgd = parse_attacks(f"pgd:{e}:10:{eps * 255 / 4:g}/255")[0]
-    members = [("fgsm", parse_attacks(f"fgsm:{e}")[0], None)]
-    members += [(f"pgd-10@w{w:g}", pgd, w) for w in ENSEMBLE_WIDTHS]
-    members += [("pgd-10 restart", pgd, None)]
-    members += [(k, parse_attacks(f"{k}:{e}:10")[0], None) for k in ("apgd-ce", "apgd-dlr")]
-    members += [("square", parse_attacks(f"square:{e}:{square_queries}")[0], None)]
-    return members
+    if spec.surrogate and isinstance(wrapper, AttackWrapper):
+        wrapper = AttackWrapper(wrapper.model, surrogates.make(spec.surrogate))
+    if isinstance(wrapper, AttackWrapper):
+        wrapper.surrogate.reset()
+    return attack_kinds.kind(spec.kind).craft(spec, wrapper, x, y, generator)
+
+
+def ensemble_members(eps: float, name: str = "ensemble") -> list[AttackSpec]:
+    """The members of ensemble ``name`` (``ensemble``, ``ensemble-full``) at budget ``eps``."""
+    ens = attack_kinds.kind(name)
+    if not isinstance(ens, attack_kinds.Ensemble):
+        raise ValueError(f"'{name}' is not an ensemble")
+    return ens.members(eps)
+
+
+def with_square_queries(members: list[AttackSpec], queries: int) -> list[AttackSpec]:
+    """``members`` with every Square member given ``queries`` queries (and its text to match)."""
+    return [
+        parse_attacks(f"square:{m.eps * 255:g}/255:{queries}")[0] if m.kind == "square" else m
+        for m in members
+    ]
+
+
+@dataclass
+class WorstCase:
+    """Per-image worst case over an ensemble's members, float model and (optionally) deployed.
+
+    ``robust`` [N] bool: correct under every member on the float model; ``x_adv`` [N, 3, H, W]:
+    the breaking example where one was found; ``broke``: per member (its attack string), the
+    images it broke first; ``broken_by`` [N]: that member's string per image (None: robust, or
+    wrong when clean); ``seconds``: per member. With a deployed model: ``robust_deployed``
+    [N] (the integer model correct on the clean image, on every member's candidates, rounded to
+    8 bit, and under Square run on the integer model itself), ``broke_deployed`` likewise.
+    """
+
+    robust: torch.Tensor
+    x_adv: torch.Tensor
+    broke: dict[str, int]
+    seconds: dict[str, float]
+    broken_by: list[str | None]
+    robust_deployed: torch.Tensor | None = None
+    broke_deployed: dict[str, int] = field(default_factory=dict)
+
+
+DEPLOYED_SQUARE_SUFFIX = " on the integer model"
 
 
 def worst_case(
     model: nn.Module,
-    eps: float,
+    members: list[AttackSpec],
     x: torch.Tensor,
     y: torch.Tensor,
     generator: torch.Generator,
-    square_queries: int = SQUARE_QUERIES,
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, int]]:
-    """Per-image worst case over :func:`ensemble_members` (AutoAttack's sequential scheme).
+    deployed: nn.Module | None = None,
+    deployed_square_queries: int | None = None,
+) -> WorstCase:
+    """Per-image worst case over ``members`` (AutoAttack's sequential scheme).
 
     Each member attacks only the images that every earlier member left correctly classified, so
     the cost falls as the ensemble proceeds. torchattacks' MultiAttack does the same but does not
     say which member broke which image; that record is what the masking checks read.
 
+    With ``deployed`` (a :class:`train.deployed.IntegerModel`), every member's candidates, not
+    only those that fooled the float model, are checked on it, and a last Square attack
+    (the ensemble's Square budget, or ``deployed_square_queries``) runs black-box against it on
+    the images it still classifies correctly.
+
     Args:
         x: pixels [N, 3, H, W] in [0, 1]; y: labels [N].
-    Returns:
-        robust [N] bool (correct under every member), the adversarial pixels [N, 3, H, W]
-        (the breaking example where one was found), and per member the images it broke first.
     """
     target = AttackWrapper(model)
     x_adv = x.clone()
     with torch.no_grad():
         robust = target(x).argmax(1) == y
+        robust_dep = deployed.predict(x) == y if deployed is not None else None
     broke: dict[str, int] = {}
-    for label, spec, width in ensemble_members(eps, square_queries):
+    broken_by: list[str | None] = [None] * len(y)
+    broke_dep: dict[str, int] = {}
+    seconds: dict[str, float] = {}
+    for spec in members:
+        t0 = time.perf_counter()
         idx = robust.nonzero().flatten()
-        if len(idx) == 0:
-            broke[label] = 0
-            continue
-        adv = craft(spec, AttackWrapper(model, width), x[idx], y[idx], generator)
-        with torch.no_grad():
-            fooled = target(adv).argmax(1) != y[idx]
-        x_adv[idx[fooled]] = adv[fooled]
-        robust[idx[fooled]] = False
-        broke[label] = int(fooled.sum())
-    return robust, x_adv, broke
+        broke[spec.text] = 0
+        if len(idx):
+            adv = craft(spec, AttackWrapper(model), x[idx], y[idx], generator)
+            with torch.no_grad():
+                fooled = target(adv).argmax(1) != y[idx]
+            x_adv[idx[fooled]] = adv[fooled]
+            robust[idx[fooled]] = False
+            broke[spec.text] = int(fooled.sum())
+            for i in idx[fooled].tolist():
+                broken_by[i] = spec.text
+            if deployed is not None:
+                before = int(robust_dep.sum())
+                robust_dep[idx] &= deployed.predict(adv) == y[idx]
+                broke_dep[spec.text] = before - int(robust_dep.sum())
+        seconds[spec.text] = time.perf_counter() - t0
+    if deployed is not None:
+        squares = [s for s in members if s.kind == "square"]
+        queries = deployed_square_queries or (squares[-1].steps if squares else SQUARE_QUERIES)
+        spec = with_square_queries(parse_attacks(f"square:{members[0].eps}"), queries)[0]
+        label = spec.text + DEPLOYED_SQUARE_SUFFIX
+        t0 = time.perf_counter()
+        idx = robust_dep.nonzero().flatten()
+        broke_dep[label] = 0
+        if len(idx):
+            adv = craft(spec, deployed, x[idx], y[idx], generator)
+            fooled = deployed.predict(adv) != y[idx]
+            robust_dep[idx[fooled]] = False
+            broke_dep[label] = int(fooled.sum())
+        seconds[label] = time.perf_counter() - t0
+    return WorstCase(robust, x_adv, broke, seconds, broken_by, robust_dep, broke_dep)

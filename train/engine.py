@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from rssnn.atomic import atomic_write_text
 from rssnn.errors import UserError, first_line
-from rssnn.train import checkpoint, data, distributed, mppd, perturb
+from rssnn.train import attack_kinds, checkpoint, data, distributed, mppd, perturb
 from rssnn.train.config import TrainConfig
 from rssnn.train.models import constrain_, spiking_layers
 
@@ -49,16 +49,11 @@ def perturbed_input(
     gen: torch.Generator,
     shard: perturb.Shard | None = None,
 ) -> torch.Tensor:
-    """The training perturbation of ``cfg.mode`` (not called in natural mode); ``shard``: x is
-    a rank's rows of a global batch (:mod:`train.distributed`)."""
-    mode = cfg.mode
-    if mode == "gaussian":
-        return perturb.gaussian(x, cfg.sigma, gen, shard)
-    if mode == "fgsm":
-        return perturb.fgsm(model, x, y, cfg.eps, gen, shard=shard)
-    if mode == "pgd":
-        return perturb.pgd(model, x, y, cfg.eps, cfg.pgd_steps, cfg.pgd_alpha, gen, shard=shard)
-    raise ValueError(f"unknown mode {mode}")
+    """The training perturbation of ``cfg.mode`` (not called in natural mode), through the
+    attack-kind table (:mod:`train.attack_kinds`); ``shard``: x is a rank's rows of a global
+    batch (:mod:`train.distributed`)."""
+    spec = attack_kinds.training_spec(cfg)
+    return attack_kinds.kind(spec.kind).for_training(model, x, y, spec, gen, shard)
 
 
 class JointObjective(nn.Module):

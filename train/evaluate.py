@@ -1,4 +1,5 @@
-"""Robustness evaluation of a trained spiking model: clean, Gaussian noise, FGSM, PGD, APGD.
+"""Robustness evaluation of a trained spiking model: clean, Gaussian noise, FGSM, PGD, APGD,
+SA-PGD, Square and the per-image worst case over attack ensembles, float and deployed.
 
     python train/evaluate.py --checkpoint runs/cifar/best.pt --split val --limit 1000 \
         --attacks clean,gn:8/255,fgsm:8/255,pgd:8/255:7,pgd:8/255:20,apgd-ce:8/255 \
@@ -7,9 +8,14 @@
 White-box through the surrogate gradient (BPTT), eval mode, L-inf in [0, 1] pixel space.
 Every report carries gradient-masking checks (accuracy must not rise with more PGD steps or a
 larger eps; PGD at eps 64/255 must drive accuracy near zero; a transfer attack from a second,
-independently trained model, --transfer-checkpoint, must not beat the white-box one) and,
+independently trained model, --transfer-checkpoint, must not beat the white-box one; the
+gradient-free Square attack must find little beyond the gradient members of an ensemble) and,
 per attack and spiking layer, the membrane perturbation measured in PyTorch: the true one
 (with resets) and the paper's reset-free MPPD.
+
+Ensemble rows also give ``accuracy_deployed``: the robust accuracy of the integer model that
+Lava runs bit for bit (the checkpoint lowered in memory, or --net), with every member's
+candidates checked on it and Square run against it directly (black box).
 """
 
 from __future__ import annotations
@@ -42,14 +48,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_ATTACKS,
         help="comma-separated list (default: the reference protocol): clean, "
         "gn:SIGMA, fgsm:EPS, pgd:EPS:STEPS[:ALPHA], apgd-ce:EPS[:STEPS], "
-        "apgd-dlr:EPS[:STEPS], square:EPS[:QUERIES], ensemble:EPS (per-image worst case over "
-        "FGSM, PGD through three surrogate widths and a restart, APGD-CE, APGD-DLR and Square)",
+        "apgd-dlr:EPS[:STEPS], sapgd:EPS[:STEPS], square:EPS[:QUERIES], ensemble:EPS, "
+        "ensemble-full:EPS; a gradient attack may add @SURROGATE (tri|exp|rect|atanWIDTH, assg, "
+        "pdsg, rga, bptr), e.g. apgd-ce:8/255:100@exp0.5. ensemble: the per-image worst case "
+        "over FGSM, APGD through sharper triangle and exponential surrogates, ASSG + SA-PGD, RGA, "
+        "PDSG, APGD-DLR and Square (1,000 queries); ensemble-full: the surrogate family, 100-step "
+        "APGD, both rate gradients and Square at 5,000 queries (docs/evaluation.md)",
     )
     ap.add_argument(
         "--square-queries",
         type=int,
         default=None,
-        help="queries of the Square attack inside each ensemble (default 500)",
+        help="queries of the Square attack inside each ensemble (default: the ensemble's own)",
+    )
+    ap.add_argument(
+        "--deployed-square-queries",
+        type=int,
+        default=None,
+        help="queries of the Square attack run on the integer model (default: as on the float one)",
+    )
+    ap.add_argument(
+        "--net",
+        default=None,
+        help="NetX file of the deployed model (default: the checkpoint lowered in memory)",
+    )
+    ap.add_argument(
+        "--no-deployed", action="store_true", help="skip the deployed (integer) model's robust accuracy"
     )
     ap.add_argument(
         "--attack-surrogate-width",
@@ -76,6 +100,18 @@ def _load_model(path: str, device):
 
     ckpt = checkpoint.load(path)
     return checkpoint.restore_model(ckpt, path).to(device).eval(), ckpt
+
+
+def _deployed_model(net_path, model, ckpt):
+    """The integer model: a NetX file's, or the checkpoint lowered in memory (the same integers
+    ``export/to_netx.py`` writes)."""
+    from rssnn.train.deployed import IntegerModel, lower_model
+
+    if net_path:
+        from rssnn import netx_file
+
+        return IntegerModel(netx_file.read(net_path)[0])
+    return IntegerModel(lower_model(model, ckpt.get("class_names")))
 
 
 def membrane_perturbation(model, x, x_adv) -> dict[str, tuple[float, float]]:
@@ -117,16 +153,22 @@ def evaluate_attacks(
     quiet=False,
     label_suffix="",
     square_queries=None,
+    deployed=None,
+    deployed_square_queries=None,
 ):
     """Accuracy and membrane perturbation per attack; ``source`` crafts (transfer) if given.
 
     Every row keeps ``correct``, one '0'/'1' per image in order, for paired statistics; an
-    ``ensemble`` row also counts, per member, the images that member broke first.
+    ensemble row also counts, per member, the images that member broke first
+    (``members_broke``) and its seconds (``members_seconds``); with ``deployed`` (a
+    :class:`train.deployed.IntegerModel`) it adds ``accuracy_deployed``, ``correct_deployed``
+    and ``members_broke_deployed`` (:func:`train.attacks.worst_case`).
     """
     import torch
     from tqdm import tqdm
 
-    from rssnn.train.attacks import SQUARE_QUERIES, AttackWrapper, craft, worst_case
+    from rssnn.perturbation import KINDS
+    from rssnn.train.attacks import AttackWrapper, craft, ensemble_members, with_square_queries, worst_case
 
     target = AttackWrapper(model, surrogate_width)
     crafter = AttackWrapper(source, surrogate_width) if source is not None else target
@@ -135,8 +177,16 @@ def evaluate_attacks(
         gen = torch.Generator().manual_seed(seed * 1000 + i)
         correct, n, t0 = 0, 0, time.perf_counter()
         per_image: list[str] = []
+        per_image_dep: list[str] = []
         members: dict[str, int] = {}
+        members_dep: dict[str, int] = {}
+        member_s: dict[str, float] = {}
         mpp: dict[str, list[float]] = {}
+        is_ensemble = KINDS[spec.kind].ensemble
+        if is_ensemble:
+            plan = ensemble_members(spec.eps, spec.kind)
+            if square_queries:
+                plan = with_square_queries(plan, square_queries)
         batches = range(0, len(y_all), batch_size)
         for start in tqdm(
             batches,
@@ -146,10 +196,18 @@ def evaluate_attacks(
             mininterval=0.5 if sys.stderr.isatty() else 30.0,
         ):
             x, y = x_all[start : start + batch_size], y_all[start : start + batch_size]
-            if spec.kind == "ensemble":
-                ok, x_adv, broke = worst_case(model, spec.eps, x, y, gen, square_queries or SQUARE_QUERIES)
-                for k, v in broke.items():
-                    members[k] = members.get(k, 0) + v
+            if is_ensemble:
+                res = worst_case(model, plan, x, y, gen, deployed, deployed_square_queries)
+                ok, x_adv = res.robust, res.x_adv
+                for store, got in (
+                    (members, res.broke),
+                    (members_dep, res.broke_deployed),
+                    (member_s, res.seconds),
+                ):
+                    for k, v in got.items():
+                        store[k] = store.get(k, 0) + v
+                if res.robust_deployed is not None:
+                    per_image_dep.append("".join("1" if v else "0" for v in res.robust_deployed.tolist()))
             else:
                 x_adv = craft(spec, crafter, x, y, gen)
                 with torch.no_grad():
@@ -176,7 +234,20 @@ def evaluate_attacks(
                 mpp_true={k: v[0] / n for k, v in mpp.items()},
                 mppd={k: v[1] / n for k, v in mpp.items()},
                 correct="".join(per_image),
-                **({"members_broke": members} if spec.kind == "ensemble" else {}),
+                **(
+                    dict(members=[m.text for m in plan], members_broke=members, members_seconds=member_s)
+                    if is_ensemble
+                    else {}
+                ),
+                **(
+                    dict(
+                        accuracy_deployed="".join(per_image_dep).count("1") / n,
+                        correct_deployed="".join(per_image_dep),
+                        members_broke_deployed=members_dep,
+                    )
+                    if per_image_dep
+                    else {}
+                ),
             )
         )
     return rows
@@ -220,8 +291,8 @@ def masking_checks(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
                 detail=f"accuracy {acc:.3f} (limit 0.05)",
             )
         )
-    for r in (r for r in white if r["kind"] == "ensemble"):
-        found = r["members_broke"].get("square", 0)
+    for r in (r for r in white if "members_broke" in r):
+        found = sum(v for k, v in r["members_broke"].items() if k.startswith("square:"))
         checks.append(
             dict(
                 name=f"gradient-free Square finds little that gradient attacks missed " f"({r['attack']})",
@@ -247,15 +318,27 @@ def masking_checks(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
 
 
 def markdown_table(rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> str:
-    lines = ["| attack | eps / sigma | steps | accuracy | n | seconds |", "|---|---|---|---|---|---|"]
-    # The headline first: the per-image worst case over the ensemble at each budget.
-    rows = sorted(rows, key=lambda r: r["kind"] != "ensemble")
+    lines = [
+        "| attack | eps / sigma | steps | accuracy | deployed | n | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    # The headline first: the per-image worst case over the ensembles at each budget.
+    rows = sorted(rows, key=lambda r: "members" not in r)
     for r in rows:
         budget = f"{r['eps'] * 255:.3g}/255" if r["kind"] != "clean" else "-"
+        dep = f"{r['accuracy_deployed']:.4f}" if "accuracy_deployed" in r else "-"
         lines.append(
-            f"| {r['attack']} | {budget} | {r['steps'] or '-'} | {r['accuracy']:.4f} | "
+            f"| {r['attack']} | {budget} | {r['steps'] or '-'} | {r['accuracy']:.4f} | {dep} | "
             f"{r['n']} | {r['seconds']:.1f} |"
         )
+    for r in (r for r in rows if "members" in r):
+        lines += ["", f"{r['attack']}: images each member broke first (float; deployed), seconds", ""]
+        dep = r.get("members_broke_deployed", {})
+        for k in [*r["members"], *(k for k in dep if k not in r["members"])]:
+            lines.append(
+                f"- {k}: {r['members_broke'].get(k, '-')}; {dep.get(k, '-')}; "
+                f"{r['members_seconds'].get(k, 0.0):.1f} s"
+            )
     lines += ["", "Gradient-masking checks:", ""]
     lines += [f"- {'PASS' if c['passed'] else 'WARNING'}: {c['name']} ({c['detail']})" for c in checks]
     return "\n".join(lines) + "\n"
@@ -314,6 +397,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from rssnn.atomic import check_output_file
     from rssnn.errors import UserError
+    from rssnn.perturbation import KINDS
     from rssnn.train import data
     from rssnn.train.attacks import parse_attacks
 
@@ -336,6 +420,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             args.square_queries is None or args.square_queries >= 1,
             f"--square-queries must be >= 1, got {args.square_queries}",
         ),
+        (
+            args.deployed_square_queries is None or args.deployed_square_queries >= 1,
+            f"--deployed-square-queries must be >= 1, got {args.deployed_square_queries}",
+        ),
+        (args.net is None or Path(args.net).is_file(), f"--net: no such file '{args.net}'"),
     ):
         if not ok:
             raise UserError(msg)
@@ -350,6 +439,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n = min(args.limit, len(split))
     x = split.images[:n].float().div(255).to(device)
     y = split.labels[:n].to(device)
+    deployed = None
+    if not args.no_deployed and any(KINDS[s.kind].ensemble for s in specs):
+        deployed = _deployed_model(args.net, model, ckpt)
     t0 = time.perf_counter()
     rows = evaluate_attacks(
         model,
@@ -361,6 +453,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.attack_surrogate_width,
         quiet=args.quiet,
         square_queries=args.square_queries,
+        deployed=deployed,
+        deployed_square_queries=args.deployed_square_queries,
     )
     if source is not None:
         transfer_specs = [s for s in specs if s.kind in ("fgsm", "pgd") and s.eps < 64 / 255]
@@ -384,6 +478,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         n=n,
         attack_surrogate_width=args.attack_surrogate_width,
         transfer_checkpoint=args.transfer_checkpoint,
+        deployed=None if deployed is None else (args.net or "checkpoint lowered in memory"),
         seed=args.seed,
         seconds=time.perf_counter() - t0,
         rows=rows,
@@ -397,10 +492,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     plots(rows, out)
     print(table, end="")
     for r in rows:
-        if r["kind"] == "ensemble":
+        if "members" in r:
+            dep = f", deployed {r['accuracy_deployed']:.4f}" if "accuracy_deployed" in r else ""
             print(
                 f"robust accuracy at {r['eps'] * 255:g}/255 "
-                f"(worst case over the ensemble): {r['accuracy']:.4f}"
+                f"(worst case over {r['kind']}): float {r['accuracy']:.4f}{dep}"
             )
     for c in checks:
         if not c["passed"]:

@@ -220,6 +220,9 @@ class DLIF(nn.Module):
             torch.full((n,), float(cfg.current_leak)), requires_grad=cfg.learn_current_leak
         )
         self.gain = nn.Parameter(torch.ones(num_steps)) if cfg.learn_gain else None
+        # An attacker's spike derivative (train.surrogates): ``spike_fn(u, width)``, Heaviside
+        # forward; None: training's triangle (and the fused kernel where it runs).
+        self.spike_fn = None
         self.record = False
         self.recorded_current: torch.Tensor | None = None
         self.recorded_membrane: torch.Tensor | None = None
@@ -265,7 +268,7 @@ class DLIF(nn.Module):
             x = x.expand(*x.shape[:-1], self.num_steps) * self.gain
         spatial_dims = x.dim() - 3
         view = (-1,) + (1,) * spatial_dims  # [C, 1, ...] broadcasts over [N, C, *S]
-        if self._use_fused(x):
+        if self.spike_fn is None and self._use_fused(x):
             spikes, membrane = _FusedDLIF.apply(
                 x,
                 leak,
@@ -284,6 +287,7 @@ class DLIF(nn.Module):
                 self.num_steps,
                 self.config.surrogate_width,
                 self.config.detach_reset,
+                self.spike_fn or TriangleSpike.apply,
             )
         if self.record:
             self.recorded_current = current.expand(*current.shape[:-1], self.num_steps)
