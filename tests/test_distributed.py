@@ -50,35 +50,53 @@ def _assert_same_parameters(a: Path, b: Path, rtol: float = 1e-5) -> float:
     return worst
 
 
-def test_two_ranks_train_what_one_process_trains_and_resume_alike(cifar_root, tmp_path, capsys):
-    """4 steps of 2-rank DDP (per-rank batch 10, synchronised BatchNorm, Gaussian noise and
-    MS-MPPD on every layer) end with the parameters of one process with batch 20 on the same
-    data order; both then resume for a second epoch and still agree."""
-    from rssnn.export import to_netx
-
-    common = ["--data-root", str(cifar_root), "--train-limit", "80", "--mppd-layers", "all", *TINY]
-    ddp, one = tmp_path / "ddp", tmp_path / "one"
-    res = _torchrun(*common, "--out", str(ddp), "--epochs", "1")
+def _ddp_and_one(common: list[str], ddp: Path, one: Path, *flags: str) -> None:
+    """The same flags under torchrun (2 ranks) and in one process; the parameters and the logged
+    training loss must agree."""
+    res = _torchrun(*common, "--out", str(ddp), *flags)
     assert res.returncode == 0, res.stderr[-3000:]
-    _train_here(*common, "--out", str(one), "--epochs", "1")
+    _train_here(*common, "--out", str(one), *flags)
     _assert_same_parameters(ddp / "last.pt", one / "last.pt")
-    config = json.loads((ddp / "config.json").read_text())
-    assert (config["world_size"], config["global_batch"], config["per_rank_batch"]) == (2, 20, 10)
-    assert config["sync_batchnorm"] is True
-    ddp_history = json.loads((ddp / "metrics.json").read_text())["epochs"][0]
-    one_history = json.loads((one / "metrics.json").read_text())["epochs"][0]
-    assert ddp_history["images"] == one_history["images"] == 80  # logged over the global batch
+    ddp_history = json.loads((ddp / "metrics.json").read_text())["epochs"][-1]
+    one_history = json.loads((one / "metrics.json").read_text())["epochs"][-1]
+    assert ddp_history["images"] == one_history["images"] == 40  # logged over the global batch
     assert abs(ddp_history["train_loss"] - one_history["train_loss"]) < 1e-5
 
-    refused = _torchrun(*common, "--out", str(ddp), "--resume", "--epochs", "2", "--seed", "3")
-    assert refused.returncode != 0 and "error: --resume of" in refused.stderr
-    res = _torchrun(*common, "--out", str(ddp), "--resume", "--epochs", "2")
-    assert res.returncode == 0, res.stderr[-3000:]
-    _train_here(*common, "--out", str(one), "--resume", "--epochs", "2")
+
+# 2 steps of 20 images: the second step's forward runs on weights the first updated, so a wrong
+# gradient (unsynchronised BatchNorm, a sum instead of a mean, a rank's own noise) shows at
+# once, far above the 1e-5 tolerance (the issue-29 measurement is in the commit message).
+COMMON = ["--train-limit", "40", "--mppd-layers", "all", *TINY]
+
+
+def test_two_ranks_train_what_one_process_trains_and_resume_alike(cifar_root, tmp_path, capsys):
+    """At the default seed (0), 2 steps of 2-rank DDP (per-rank batch 10, synchronised
+    BatchNorm, Gaussian noise and MS-MPPD on every layer) end with the parameters of one process
+    with batch 20 on the same data order; both then resume for a second epoch and still agree."""
+    from rssnn.export import to_netx
+    from rssnn.train import cifar
+
+    common = ["--data-root", str(cifar_root), *COMMON]
+    ddp, one = tmp_path / "ddp", tmp_path / "one"
+    _ddp_and_one(common, ddp, one, "--epochs", "1")
+    config = json.loads((ddp / "config.json").read_text())
+    assert (config["world_size"], config["global_batch"], config["per_rank_batch"]) == (2, 20, 10)
+    assert config["sync_batchnorm"] is True and config["config"]["seed"] == 0
+
+    # the refusal of changed flags is the same code in every rank: checked here, in-process
+    refused = call_main(cifar.main, [*common, "--out", str(ddp), "--resume", "--epochs", "2", "--seed", "3"])
+    assert refused == 2 and "error: --resume of" in capsys.readouterr().err
+    _ddp_and_one(common, ddp, one, "--resume", "--epochs", "2")
     assert checkpoint.load(ddp / "last.pt")["epoch"] == 2
-    _assert_same_parameters(ddp / "last.pt", one / "last.pt")
     # a checkpoint written under DDP is an ordinary one: the single-process export reads it
     assert to_netx.main(["--checkpoint", str(ddp / "best.pt"), "--out", str(tmp_path / "m.net")]) == 0
+
+
+def test_two_ranks_train_what_one_process_trains_at_another_seed(cifar_root, tmp_path):
+    """Issue 30: the equivalence held at --seed 1 but was reported broken at the default; both
+    are run (seed 1 here, 0 above)."""
+    common = ["--data-root", str(cifar_root), *COMMON]
+    _ddp_and_one(common, tmp_path / "ddp", tmp_path / "one", "--epochs", "1", "--seed", "1")
 
 
 def _workers(launcher: int) -> list[int]:
