@@ -354,7 +354,8 @@ def test_a_nir_graph_of_80000_edges_is_read_in_linear_time():
     import nir
 
     from rssnn.errors import UserError
-    from rssnn.export import nir_graph
+    from rssnn.export import lowering, nir_graph  # noqa: F401  (importing lowering, which from_nir
+    # does on its first synapse, takes seconds on a busy machine: not the graph's time)
 
     names = [f"a{i}" for i in range(1998)]
     nodes = {name: nir.Affine(np.ones((1, 1)), np.zeros(1)) for name in names}
