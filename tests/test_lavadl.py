@@ -281,3 +281,19 @@ def test_voltage_readout_of_rasters_equals_the_reference(exported, tmp_path):
     assert report["steps"] == 5 and report["input_message_bits"] == 6
     assert report["readout_equals_integer_reference"]
     assert np.any(np.array(report["readout_values"]) != 0)
+
+
+def test_watchdog_stops_a_lava_dl_run_and_leaves_no_worker(exported, tmp_path, capsys):
+    """The lava-dl path runs under the same watchdog (lava #227, #236: silent hangs): a run that
+    makes no progress within --watchdog stops with one line and no Lava worker survives."""
+    import multiprocessing
+
+    from rssnn.lava_procs.run import main
+
+    np.save(tmp_path / "x.npy", np.ones((1, 2, 8, 8), np.int64))
+    argv = ["--net", str(exported["sdnn"]), "--inputs", str(tmp_path / "x.npy"), "--perturb", "clean"]
+    code = call_main(main, argv + ["--watchdog", "0.01", "--out", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err.strip().splitlines()  # the progress bar, then one error line
+    assert code == 2 and "made no progress for 0.01 s" in err[-1] and "Traceback" not in "".join(err)
+    assert multiprocessing.active_children() == []
+    assert not (tmp_path / "r.json").exists()
