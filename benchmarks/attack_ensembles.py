@@ -128,6 +128,51 @@ def summarise(chunks: list[dict], eps_list: list[float]) -> dict:
     return out
 
 
+def markdown(summary: dict) -> str:
+    """The summary as tables: robust accuracy per ensemble and budget, then what each member added."""
+    lines = [
+        f"{summary['images']} validation images of `{summary['checkpoint']}`; clean accuracy "
+        f"float {summary['clean_accuracy_float']:.3f}, deployed {summary['clean_accuracy_deployed']:.3f} "
+        f"(on {summary['clean_images']}).",
+        "",
+        "| budget | ensemble | robust (float) | robust (deployed) | Square beyond gradients | s/image |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, rows in summary["results"].items():
+        for name in ("v1", "new", "full"):
+            if name not in rows:
+                continue
+            r = rows[name]
+            dep = f"{r['robust_accuracy_deployed']:.3f}" if "robust_accuracy_deployed" in r else "-"
+            lines.append(
+                f"| {key} | {name} | {r['robust_accuracy']:.3f} ({r['robust'].count('1')}/{r['n']}) "
+                f"| {dep} | "
+                f"{r['square_beyond_gradient']} ({100 * r['square_beyond_gradient_fraction']:.1f} %) | "
+                f"{r['seconds_per_image']:.1f} |"
+            )
+    for key, rows in summary["results"].items():
+        for name in ("v1", "new", "full"):
+            if name not in rows:
+                continue
+            r = rows[name]
+            dep = r.get("broke_deployed", {})
+            lines += ["", f"{key} {name}: images each member broke first (float; deployed), s/image", ""]
+            for k in [*r["broke"], *(k for k in dep if k not in r["broke"])]:
+                lines.append(
+                    f"- `{k}`: {r['broke'].get(k, '-')}; {dep.get(k, '-')}; "
+                    f"{r['member_seconds_per_image'].get(k, 0.0):.2f}"
+                )
+        if "paired" in rows:
+            p = rows["paired"]
+            lines += [
+                "",
+                f"{key} paired on {p['n']} images: the new ensemble broke {p['new_breaks_v1_missed']} "
+                f"that v1 left standing, v1 broke {p['v1_breaks_new_missed']} that the new one left; "
+                f"images Square broke beyond the new gradient members: {p['square_broke_new']}",
+            ]
+    return "\n".join(lines) + "\n"
+
+
 def lava_spot_check(ckpt_path: str, net, images: np.ndarray) -> dict:
     """The integer model's predictions against Lava's on adversarial images (uint8 [N, 3, H, W])."""
     import subprocess
@@ -212,6 +257,7 @@ def main(argv: list[str] | None = None) -> dict:
             results=summarise(chunks, eps_list),
         )
         atomic_write_text(out, json.dumps(summary, indent=1))
+        atomic_write_text(out.with_suffix(".md"), markdown(summary))
     for eps in eps_list:
         f = cache / f"adv-{eps * 255:g}.npy"
         if args.lava_images and f.exists():

@@ -144,6 +144,8 @@ def worst_case(
         t0 = time.perf_counter()
         idx = robust.nonzero().flatten()
         broke[spec.text] = 0
+        if deployed is not None:
+            broke_dep[spec.text] = 0
         if len(idx):
             adv = craft(spec, AttackWrapper(model), x[idx], y[idx], generator)
             with torch.no_grad():
