@@ -196,7 +196,8 @@ class PDSG(_SpikeFnSurrogate):
         if step == 0:
             self.seen[layer] = []
         self.seen[layer].append(u.transpose(0, 1).reshape(u.shape[1], -1))  # [C, N*S]
-        sigma = torch.cat(self.seen[layer], 1).std(1)
+        seen = torch.cat(self.seen[layer], 1)
+        sigma = seen.std(1, correction=1 if seen.shape[1] > 1 else 0)  # one value: 0, then 1 below
         sigma = torch.where(sigma > 0, sigma, torch.ones_like(sigma)).view((1, -1) + (1,) * (u.dim() - 2))
 
         def derivative(v: torch.Tensor) -> torch.Tensor:
