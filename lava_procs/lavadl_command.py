@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -91,22 +91,17 @@ def _settings(args: argparse.Namespace, net, inputs) -> tuple[int, int, str]:
     return steps, reset, readout
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, spec, out: Path) -> dict[str, Any]:
+    """``rssnn run`` on a stock lava-dl file; ``spec`` and ``out`` were checked by run.py's run."""
     from tqdm import tqdm
 
     from rssnn import activity, lavadl
-    from rssnn.atomic import atomic_write_text, check_output_file
+    from rssnn.atomic import atomic_write_text
     from rssnn.errors import UserError
     from rssnn.lava_guard import cleanup_on_exit
     from rssnn.lava_procs import lavadl as graph_mod
-    from rssnn.lava_procs.run import parse_perturbation, select_backend
+    from rssnn.lava_procs.run import select_backend
 
-    if args.limit < 1:
-        raise UserError(f"--limit must be >= 1, got {args.limit}")
-    if not (math.isfinite(args.watchdog) and args.watchdog > 0):
-        raise UserError(f"--watchdog must be a number of seconds > 0, got {args.watchdog}")
-    spec = parse_perturbation(args.perturb)
-    out = check_output_file(args.out)
     net = lavadl.read(args.net)
     if args.inputs is None:
         raise UserError(

@@ -206,15 +206,9 @@ def plot_mppd(names: list[str], per_step: list[list[float]], title: str, path: P
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from rssnn import lavadl
-
-    if args.inputs is not None or lavadl.is_lavadl_file(args.net):  # a stock lava-dl file
-        from rssnn.lava_procs import lavadl_command
-
-        return lavadl_command.run(args)
     from tqdm import tqdm
 
-    from rssnn import activity, cifar, netx_file
+    from rssnn import activity, cifar, lavadl, netx_file
     from rssnn.atomic import atomic_write_text, check_output_file
     from rssnn.errors import UserError
     from rssnn.integer_forward import mppd_reference
@@ -228,6 +222,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not (math.isfinite(args.watchdog) and args.watchdog > 0):
         raise UserError(f"--watchdog must be a number of seconds > 0, got {args.watchdog}")
     out = check_output_file(args.out)
+    if args.inputs is not None or lavadl.is_lavadl_file(args.net):  # a stock lava-dl file
+        from rssnn.lava_procs import lavadl_command
+
+        return lavadl_command.run(args, spec, out)
     check_output_file(out.with_suffix(".png"), "--out's plot")
     net, meta = netx_file.read(args.net)
     backend, run_cfg = select_backend(args.backend)

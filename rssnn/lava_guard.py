@@ -60,9 +60,18 @@ def import_lava_runtime() -> None:
 
 
 _guard_installed = False
+# Threads whose Lava run was abandoned (run_steps' failure path). Lava may still be forking
+# workers from such a thread while the cleanup runs; a worker forked after the children were
+# listed would otherwise run on, and multiprocessing's exit handler would wait for it forever
+# (seen under load). A worker forked by an abandoned thread exits at once instead.
+_abandoned_threads: list[threading.Thread] = []
 
 
 def _in_forked_worker() -> None:
+    # threading's own after-fork hook ran first (registered at its import): current_thread()
+    # is the object of the thread that forked
+    if threading.current_thread() in _abandoned_threads:
+        os._exit(1)
     parent = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -97,24 +106,29 @@ def terminate_children(timeout: float = 5.0) -> int:
         except ValueError:  # "process object is closed"
             return False
 
-    try:
-        children = multiprocessing.active_children()
-    except ValueError:
-        children = []
-    for child in children:
-        if alive(child):
-            child.terminate()
-    deadline = time.monotonic() + timeout
-    while any(alive(c) for c in children) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for child in children:
-        if alive(child):
-            child.kill()
+    handled: list[Any] = []
+    for _ in range(5):  # again, for a worker whose start was under way when the list was taken
+        try:
+            children = [c for c in multiprocessing.active_children() if c not in handled]
+        except ValueError:
+            children = []
+        if not children:
+            break
+        handled += children
+        for child in children:
+            if alive(child):
+                child.terminate()
+        deadline = time.monotonic() + timeout
+        while any(alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for child in children:
+            if alive(child):
+                child.kill()
     try:
         multiprocessing.active_children()  # reaps the finished ones
     except ValueError:
         pass
-    return len(children)
+    return len(handled)
 
 
 @contextmanager
@@ -187,6 +201,7 @@ def run_steps(
     install_worker_guard()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    worker: threading.Thread | None = None
     try:
         done = 0
         while done < total:
@@ -221,6 +236,8 @@ def run_steps(
                 after_chunk(done, k)
             done += k
     except BaseException:
+        if worker is not None and worker.is_alive():
+            _abandoned_threads.append(worker)
         stop(proc, timeout=5.0)
         raise
     timings["run_s"] = time.perf_counter() - t0

@@ -28,6 +28,8 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
 # Runs in the child: imports first, then the address space is capped at what is mapped plus
 # CAP_EXTRA (a regression dies of MemoryError, not the machine); prints the peak RSS as JSON.
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child of a large pytest worker
+# would report its parent's peak.
 CHILD = """
 import json, resource, sys, time
 from rssnn import netx_file
@@ -41,7 +43,7 @@ try:
     outcome = "accepted"
 except UserError as exc:
     outcome = "refused: " + str(exc)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) * 1024
 print(json.dumps(dict(outcome=outcome, seconds=time.monotonic() - t0, peak_rss=peak)))
 """
 CAP_EXTRA = 1 << 30
