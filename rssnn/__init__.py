@@ -10,8 +10,9 @@ verification import Lava's runtime through :func:`rssnn.lava_guard.import_lava_r
 
 from pathlib import Path as _Path
 
-# ``rssnn.train``, ``rssnn.export`` and ``rssnn.lava_procs``: an installed wheel holds them inside
-# this package (pyproject's package-dir), so nothing named ``train`` lands in site-packages. A
+# ``rssnn.train``, ``rssnn.export``, ``rssnn.lava_procs`` and ``rssnn.commands``: an installed wheel
+# holds them inside this package (pyproject's package-dir), so nothing named ``train`` lands in
+# site-packages. A
 # checkout keeps them as the top-level folders the design names; there they are found here.
 _checkout = _Path(__file__).resolve().parent.parent
 if (_checkout / "lava_procs" / "__init__.py").is_file() and not (_Path(__file__).parent / "train").is_dir():

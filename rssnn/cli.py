@@ -5,7 +5,7 @@ rssnn evaluate  [flags of train/evaluate.py]     attacks, masking checks, MPPD
 rssnn export    [flags of export/to_netx.py]     NetX HDF5 + bit-exact verification (--nir FILE: import)
 rssnn export --format nir [flags of export/to_nir.py]   the float network as a NIR graph
 rssnn run       [flags of lava_procs.run]        Lava processes + on-device monitor
-rssnn demo      [flags of rssnn.demo]            the whole pipeline on a short budget
+rssnn demo      [flags of commands/demo.py]      the whole pipeline on a short budget
 rssnn report    RUN_FOLDER                       summary of a training run
 rssnn cost      --net FILE.net --out REPORT.json Loihi 2 neurocores and chips (estimate);
                 [--images N]                     + activity counted in Lava, energy range
@@ -24,7 +24,7 @@ COMMANDS = {
     "evaluate": "rssnn.train.evaluate",
     "export": "rssnn.export.to_netx",
     "run": "rssnn.lava_procs.run",
-    "demo": "rssnn.demo",
+    "demo": "rssnn.commands.demo",
     "report": "rssnn.report",
     "cost": "rssnn.cost",
     "certify": "rssnn.certify",

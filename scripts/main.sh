@@ -3,7 +3,7 @@
 # train (DLIF + MS-MPPD, Gaussian noise) -> evaluate attacks -> export to NetX + verify in Lava
 # -> run on Lava with the on-device MPPD monitor -> Loihi 2 cost -> summary table. About 11 minutes
 # on 2 cores once .venv exists (docs/results.md).
-# A second call reuses finished stages (RSSNN_FRESH=1 starts over). Extra args go to rssnn.demo.
+# A second call reuses finished stages (RSSNN_FRESH=1 starts over). Extra args go to rssnn.commands.demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -14,4 +14,4 @@ elif [ ! -d ../shared/data/cifar10 ]; then
   ARGS+=(--data-root data --download)
 fi
 if [ "${RSSNN_FRESH:-0}" = 1 ]; then ARGS+=(--fresh); fi
-exec .venv/bin/python -m rssnn.demo "${ARGS[@]}" "$@"
+exec .venv/bin/python -m rssnn.commands.demo "${ARGS[@]}" "$@"

@@ -17,17 +17,23 @@ def test_wheel_holds_only_the_rssnn_namespace(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"rssnn", wheel.name.split("-py")[0] + ".dist-info"}
     # the design's folders, as sub-packages: every command and every Lava process folder
-    for module in ("train/cifar.py", "train/evaluate.py", "export/to_netx.py", "lava_procs/run.py"):
+    for module in (
+        "train/cifar.py",
+        "train/evaluate.py",
+        "export/to_netx.py",
+        "lava_procs/run.py",
+        "commands/demo.py",
+    ):
         assert f"rssnn/{module}" in names, module
     # every process folder of the checkout (a folder missing from pyproject's list is dropped)
     folders = sorted(p.parent.name for p in (ROOT / "lava_procs").glob("*/models.py"))
     assert {"delay", "dlif", "io", "monitor", "synapses"} <= set(folders)
     for folder in folders:
         assert f"rssnn/lava_procs/{folder}/models.py" in names, folder
-    assert not any(n.startswith(("tests/", "benchmarks/", "train/", "export/")) for n in names)
+    assert not any(n.startswith(("tests/", "benchmarks/", "train/", "export/", "commands/")) for n in names)
     # the main job (rssnn demo) starts every stage as a module that the wheel holds, and writes
     # under the working directory, not the package's folder (site-packages once installed)
-    from rssnn import demo
+    from rssnn.commands import demo
 
     out = tmp_path / "job"
     for stage, command, done in demo.pipeline(out, [], download=False):

@@ -1,7 +1,7 @@
 """The main job: train -> evaluate -> export + verify -> run on Lava with the monitor -> Loihi 2
 cost (placement, activity counted in Lava, energy range) -> summary.
 
-    python -m rssnn.demo [--out runs/main] [--fresh] [--data-root DIR] [--download]
+    python -m rssnn.commands.demo [--out runs/main] [--fresh] [--data-root DIR] [--download]
 
 Each stage is the project's own command (the same ones users run), started as a module of the
 ``rssnn`` package (``python -m rssnn.train.cifar``, ...), so the demo runs the same from a
@@ -72,7 +72,9 @@ def pipeline(out: Path, data: list[str], download: bool) -> list[tuple[str, list
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m rssnn.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m rssnn.commands.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--out", default="runs/main", help="folder for every output (default runs/main)")
     ap.add_argument("--fresh", action="store_true", help="delete --out and start over")
