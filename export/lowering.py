@@ -37,11 +37,11 @@ from torch import nn
 
 from rssnn import dynamics
 from rssnn.errors import UserError
-from rssnn.export.folded import FoldedLayer, FoldedNet, ImageInput, Term
 from rssnn.lowered import PIXEL_LEVELS, LoweredLayer, LoweredNet, SkipSynapse
 from rssnn.neuron import FloatCuba, LoihiCuba
 from rssnn.synapse_kinds import conv_output_shape
-from rssnn.train.models import (
+
+from ..train.models import (
     AvgPool,
     ConvUnit,
     DenseUnit,
@@ -50,6 +50,7 @@ from rssnn.train.models import (
     SpikingNet,
     batchnorm_affine_of,
 )
+from .folded import FoldedLayer, FoldedNet, ImageInput, Term
 
 
 def _fold_bn(w: torch.Tensor, norm: nn.Module | None, bias: torch.Tensor | None):

@@ -37,9 +37,10 @@ import numpy as np
 import torch
 
 from rssnn.errors import UserError
-from rssnn.export.folded import FoldedLayer, FoldedNet, ImageInput, Term
 from rssnn.neuron import FloatCuba
 from rssnn.synapse_kinds import conv_output_shape
+
+from .folded import FoldedLayer, FoldedNet, ImageInput, Term
 
 # What the written graph promises (also in its metadata, and in docs/nir.md).
 CONTRACT = (
@@ -454,7 +455,7 @@ def _transform(nir, name: str, node, x):
 
 
 def _conv(name: str, node, x) -> _Current | _Image:
-    from rssnn.export.lowering import _fold_pool_into_conv
+    from .lowering import _fold_pool_into_conv
 
     w = torch.from_numpy(_array(name, node, "weight"))
     stride, dilation = _pair(name, "stride", node.stride), _pair(name, "dilation", node.dilation)
@@ -490,7 +491,7 @@ def _conv(name: str, node, x) -> _Current | _Image:
 
 
 def _dense(name: str, node, x) -> _Current:
-    from rssnn.export.lowering import _fold_pool_into_dense
+    from .lowering import _fold_pool_into_dense
 
     w = torch.from_numpy(_array(name, node, "weight"))
     if w.dim() != 2:

@@ -29,6 +29,11 @@ first holds a claim on it until it ends).
 
 from __future__ import annotations
 
+# Run as a file (python export/to_netx.py) or as -m export.to_netx: this module's relative imports
+# resolve inside one package, rssnn.export (PEP 366), never in a second copy of it.
+if __name__ == "__main__":
+    __package__ = "rssnn.export"
+
 import argparse
 import json
 import time
@@ -110,7 +115,7 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
     if args.checkpoint and (args.num_steps, args.dt, args.input_range) != (None, None, None):
         raise UserError("--num-steps, --dt and --input-range apply to --nir only")
     if args.nir:
-        from rssnn.export.nir_graph import check_flags
+        from .nir_graph import check_flags
 
         check_flags(args.num_steps, args.dt, args.input_range)
         if not Path(args.nir).is_file():
@@ -123,9 +128,10 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
 def _checkpoint_source(args: argparse.Namespace) -> dict[str, Any]:
     """The lowered network, metadata and float predictor of a checkpoint."""
     from rssnn.errors import UserError
-    from rssnn.export import lowering
-    from rssnn.export.verify import model_predictor
-    from rssnn.train import checkpoint
+
+    from ..train import checkpoint
+    from . import lowering
+    from .verify import model_predictor
 
     ckpt_path = Path(args.checkpoint)
     ckpt = checkpoint.load(ckpt_path)
@@ -152,7 +158,8 @@ def _nir_source(args: argparse.Namespace) -> dict[str, Any]:
     from rssnn import cifar
     from rssnn.atomic import file_sha256
     from rssnn.errors import UserError
-    from rssnn.export import folded, lowering, nir_graph
+
+    from . import folded, lowering, nir_graph
 
     graph = nir_graph.read(args.nir)
     fnet, used = nir_graph.from_nir(graph, args.num_steps, args.dt, args.input_range)
@@ -205,7 +212,8 @@ def _export_to(partial: Path, out: Path, args, source: dict[str, Any]) -> dict[s
     """Write (and verify) the file at ``partial``; the caller renames it to ``out``."""
     from rssnn import netx_file
     from rssnn.errors import UserError
-    from rssnn.train import data
+
+    from ..train import data
 
     t0 = time.perf_counter()
     net, cfg = source["net"], source["config"]
@@ -218,7 +226,7 @@ def _export_to(partial: Path, out: Path, args, source: dict[str, Any]) -> dict[s
     )
     result: dict[str, Any] = dict(file=str(out), kind=kind, export_seconds=export_s, verified=False)
     if args.verify > 0:
-        from rssnn.export.verify import fixed_point_accuracy, verify
+        from .verify import fixed_point_accuracy, verify
 
         split = data.load_run_split(args.data_root, meta["dataset"], args.split, cfg)
         n = min(args.verify, len(split))
@@ -268,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         fmt = argv[i + 1] if i + 1 < len(argv) else ""
         del argv[i : i + 2]
         if fmt == "nir":
-            from rssnn.export.to_nir import main as nir_main
+            from .to_nir import main as nir_main
 
             return nir_main(argv)
         if fmt != "netx":

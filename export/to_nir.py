@@ -17,6 +17,11 @@ an interrupted export leaves no --out. An existing --out is replaced only with -
 
 from __future__ import annotations
 
+# Run as a file (python export/to_nir.py) or as -m export.to_nir: this module's relative imports
+# resolve inside one package, rssnn.export (PEP 366), never in a second copy of it.
+if __name__ == "__main__":
+    __package__ = "rssnn.export"
+
 import argparse
 import json
 import math
@@ -59,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _frameworks(text: str) -> list[str]:
     from rssnn.errors import UserError
-    from rssnn.export.nir_runtimes import FRAMEWORKS
+
+    from .nir_runtimes import FRAMEWORKS
 
     names = [f.strip() for f in text.split(",") if f.strip()]
     bad = [f for f in names if f not in FRAMEWORKS]
@@ -71,7 +77,8 @@ def _frameworks(text: str) -> list[str]:
 def export(args: argparse.Namespace) -> dict[str, Any]:
     from rssnn.atomic import check_export_targets, claim
     from rssnn.errors import UserError
-    from rssnn.export.nir_graph import _nir
+
+    from .nir_graph import _nir
 
     out = Path(args.out)
     if not (math.isfinite(args.dt) and args.dt > 0):
@@ -87,8 +94,9 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
 
 def _claimed_export(args, out: Path, frameworks: list[str]) -> dict[str, Any]:
     from rssnn.atomic import export_partial, install_export
-    from rssnn.export import lowering, nir_graph
-    from rssnn.train import checkpoint
+
+    from ..train import checkpoint
+    from . import lowering, nir_graph
 
     ckpt_path = Path(args.checkpoint)
     ckpt = checkpoint.load(ckpt_path)
@@ -123,9 +131,10 @@ def _verify(args, path: Path, model, ckpt, frameworks: list[str]) -> dict[str, A
     import numpy as np
 
     from rssnn.atomic import atomic_write_text
-    from rssnn.export import folded, nir_graph, nir_runtimes
-    from rssnn.export.verify import model_predictor
-    from rssnn.train import data
+
+    from ..train import data
+    from . import folded, nir_graph, nir_runtimes
+    from .verify import model_predictor
 
     split = data.load_run_split(args.data_root, ckpt["model"]["dataset"], args.split, ckpt.get("config", {}))
     n = min(args.verify, len(split))

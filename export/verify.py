@@ -73,7 +73,7 @@ def run_lava(
     t0 = time.perf_counter()
     source = RingBuffer(data=data)
     if net.residual:  # stock NetX cannot describe it: our builder, same blocks and timing
-        from rssnn.lava_procs.network import build
+        from ..lava_procs.network import build
 
         graph = build(net, reset_offset=1)
         source.s_out.connect(graph.inp)
@@ -96,7 +96,7 @@ def run_lava(
     recorded = [np.zeros((*b.out.shape, total), dtype=bool) for b in blocks]
     build_s = time.perf_counter() - t0
     # The Extractor's model carries no tag: name it explicitly.
-    from rssnn.lava_procs.synapses.models import fast_synapse_map
+    from ..lava_procs.synapses.models import fast_synapse_map
 
     exceptions = {Extractor: PyLoihiExtractorModel, **(fast_synapse_map() if fast_synapses else {})}
     run_cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=exceptions)

@@ -25,12 +25,13 @@ import numpy as np
 
 from rssnn import lavadl
 from rssnn.lava_guard import run_steps, stop
-from rssnn.lava_procs.dlif.process import DLIF
-from rssnn.lava_procs.io.process import OutputRecorder, SampleSource
-from rssnn.lava_procs.monitor.process import NetworkMonitor
-from rssnn.lava_procs.network import lava_order
-from rssnn.lava_procs.sdn.process import SDN
 from rssnn.lavadl import LavaDlNet
+
+from .dlif.process import DLIF
+from .io.process import OutputRecorder, SampleSource
+from .monitor.process import NetworkMonitor
+from .network import lava_order
+from .sdn.process import SDN
 
 READOUTS = ("spikes", "voltage", "output")
 
@@ -89,7 +90,7 @@ class Copy:
 
 def build(net: LavaDlNet, reset_interval: int) -> Copy:
     """The NetX blocks of ``net`` with our neuron processes (see the module docstring)."""
-    from rssnn.lava_procs import netx_blocks
+    from . import netx_blocks
 
     blocks_api = netx_blocks.load()
     neurons: list[Any] = []

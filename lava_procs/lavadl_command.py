@@ -73,7 +73,8 @@ def _summary_net(net, num_steps: int) -> types.SimpleNamespace:
 
 def _settings(args: argparse.Namespace, net, inputs) -> tuple[int, int, str]:
     from rssnn.errors import UserError
-    from rssnn.lava_procs.lavadl import default_readout
+
+    from .lavadl import default_readout
 
     t_in = inputs.data.shape[1]
     default = t_in if t_in > 1 else (TUTORIAL_STEPS_CUBA if net.model == "cuba" else 1)
@@ -99,8 +100,9 @@ def run(args: argparse.Namespace, spec, out: Path) -> dict[str, Any]:
     from rssnn.atomic import atomic_write_text
     from rssnn.errors import UserError
     from rssnn.lava_guard import cleanup_on_exit
-    from rssnn.lava_procs import lavadl as graph_mod
-    from rssnn.lava_procs.run import select_backend
+
+    from . import lavadl as graph_mod
+    from .run import select_backend
 
     net = lavadl.read(args.net)
     if args.inputs is None:
@@ -244,8 +246,9 @@ def cost_activity(net_path: str, inputs_path: str, limit: int, steps: int | None
     from rssnn import activity, lavadl
     from rssnn.errors import UserError
     from rssnn.lava_guard import cleanup_on_exit
-    from rssnn.lava_procs import lavadl as graph_mod
-    from rssnn.lava_procs.run import select_backend
+
+    from . import lavadl as graph_mod
+    from .run import select_backend
 
     net = lavadl.read(net_path)
     inputs = lavadl.load_inputs(inputs_path, net, limit=limit)

@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from rssnn.lava_procs.dlif.process import DLIF
 from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet, SkipSynapse
 from rssnn.neuron import LoihiCuba
+
+from .dlif.process import DLIF
 
 
 def lava_order(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -52,13 +53,13 @@ def _conv_args(syn: LoweredLayer | SkipSynapse) -> dict[str, Any]:
 
 
 def _conv_block(layer: LoweredLayer, input_shape: tuple[int, ...], **block: Any) -> Any:
-    from rssnn.lava_procs import netx_blocks
+    from . import netx_blocks
 
     return netx_blocks.load().Conv(input_shape=input_shape, **block, **_conv_args(layer))
 
 
 def _dense_block(layer: LoweredLayer, input_shape: tuple[int, ...] | None, **block: Any) -> Any:
-    from rssnn.lava_procs import netx_blocks
+    from . import netx_blocks
 
     netx = netx_blocks.load()
     weight, bits, exponent, sign_mode = netx.optimize_weight_bits(layer.weight.astype(np.float64))
@@ -80,7 +81,8 @@ def _connect_skip(source: Any, target: Any, skip: SkipSynapse, delay: int) -> No
     from lava.proc.conv.process import Conv as ConvSynapse
 
     from rssnn.errors import UserError
-    from rssnn.lava_procs.delay.process import SpikeDelay
+
+    from .delay.process import SpikeDelay
 
     if skip.kind != "conv":
         raise UserError(f"a {skip.kind} skip synapse has no Lava mapping yet (conv skips only)")

@@ -15,6 +15,11 @@ pixel levels.
 
 from __future__ import annotations
 
+# Run as a file (python lava_procs/run.py) or as -m lava_procs.run: this module's relative imports
+# resolve inside one package, rssnn.lava_procs (PEP 366), never in a second copy of it.
+if __name__ == "__main__":
+    __package__ = "rssnn.lava_procs"
+
 import argparse
 import json
 import math
@@ -65,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds without progress before a run is stopped (default 120)",
     )
     ap.add_argument("--seed", type=int, default=0, help="noise / attack seed (default 0)")
-    from rssnn.lava_procs.lavadl_command import add_arguments
+    from .lavadl_command import add_arguments
 
     add_arguments(ap)  # --inputs etc.: stock lava-dl files (lava_procs/lavadl_command.py)
     return ap
@@ -117,7 +122,7 @@ def select_backend(requested: str, fast_synapses: bool = True):
             "lava-loihi found, but rssnn-lava's processes have CPU models only so "
             "far (see docs/loihi2.md); use --backend sim"
         )
-    from rssnn.lava_procs.synapses.models import fast_synapse_map
+    from .synapses.models import fast_synapse_map
 
     if not fast_synapses:
         return "Loihi2SimCfg(fixed_pt, stock synapse models)", Loihi2SimCfg(select_tag="fixed_pt")
@@ -146,8 +151,8 @@ def perturb_images(spec, pixels: np.ndarray, labels: np.ndarray, checkpoint_path
     try:
         import torch
 
-        from rssnn.train import checkpoint
-        from rssnn.train.attacks import AttackWrapper, craft
+        from ..train import checkpoint
+        from ..train.attacks import AttackWrapper, craft
     except ImportError as exc:
         raise UserError(
             f"--perturb {spec.kind} crafts adversarial examples on the float model, which needs torch "
@@ -213,8 +218,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from rssnn.errors import UserError
     from rssnn.integer_forward import mppd_reference
     from rssnn.lava_guard import cleanup_on_exit
-    from rssnn.lava_procs import runtime
     from rssnn.perturbation import KINDS
+
+    from . import runtime
 
     spec = parse_perturbation(args.perturb)
     if args.limit < 1:
@@ -223,7 +229,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise UserError(f"--watchdog must be a number of seconds > 0, got {args.watchdog}")
     out = check_output_file(args.out)
     if args.inputs is not None or lavadl.is_lavadl_file(args.net):  # a stock lava-dl file
-        from rssnn.lava_procs import lavadl_command
+        from . import lavadl_command
 
         return lavadl_command.run(args, spec, out)
     check_output_file(out.with_suffix(".png"), "--out's plot")

@@ -19,11 +19,12 @@ import numpy as np
 
 from rssnn import activity, dynamics
 from rssnn.lava_guard import run_steps, stop
-from rssnn.lava_procs.io.process import ClassDecoder, ImageEncoder
-from rssnn.lava_procs.monitor.process import NetworkMonitor
-from rssnn.lava_procs.network import LavaNetwork, build
 from rssnn.lowered import LoweredNet, encode_input, first_step, steps_to_run
 from rssnn.synapse_kinds import kind_of
+
+from .io.process import ClassDecoder, ImageEncoder
+from .monitor.process import NetworkMonitor
+from .network import LavaNetwork, build
 
 
 def to_lava_input(net: LoweredNet, pixels: np.ndarray) -> np.ndarray:

@@ -19,3 +19,17 @@ if (_checkout / "lava_procs" / "__init__.py").is_file() and not (_Path(__file__)
     __path__.append(str(_checkout))  # noqa: F821  (a package's __path__)
 
 __version__ = "0.1.0"
+
+
+def _refuse_a_bare_name(name: str) -> None:
+    """Refuse ``import lava_procs.run`` (a checkout's folder by its bare name, found through the
+    working directory): the rooms' relative imports would then load a second copy of each module,
+    and Lava finds no model for a process class of the other copy. ``python -m lava_procs.run``
+    stays allowed: runpy imports the package while ``sys.argv[0]`` is ``"-m"`` (the documented
+    value while the module is located), and the module itself sets its ``__package__`` to rssnn's."""
+    import sys
+
+    if not name.startswith("rssnn.") and getattr(sys, "argv", [])[:1] != ["-m"]:
+        raise ImportError(
+            f"import rssnn.{name}, not {name}: the checkout's folder is a part of the rssnn package"
+        )

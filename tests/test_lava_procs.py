@@ -230,7 +230,7 @@ def test_runner_needs_neither_torch_nor_slayer(cifar_root, trained_export):
             for p in ("gn:8/255", "clean", "fgsm:8/255")}  # fmt: skip
     code = TORCH_BLOCKER + (
         "import contextlib, io, json\n"
-        "from lava_procs.run import main\n"
+        "from rssnn.lava_procs.run import main\n"
         f"runs = {runs!r}\n"
         "rcs, err = {}, io.StringIO()\n"
         "for p, argv in runs.items():\n"

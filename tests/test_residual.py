@@ -193,7 +193,7 @@ def test_residual_runner_needs_neither_torch_nor_slayer(images, cifar_root, tmp_
     netx_file.write(path, lowering.lower(_resnet(pixels, True), names), dict(dataset="cifar10"))
     args = ["--net", str(path), "--data-root", str(cifar_root), "--limit", "2", "--perturb", "gn:8/255"]
     code = TORCH_BLOCKER + (
-        f"from lava_procs.run import main\nrc = main({args + ['--out', str(out)]!r})\n"
+        f"from rssnn.lava_procs.run import main\nrc = main({args + ['--out', str(out)]!r})\n"
         "assert not [m for m in sys.modules if m.split('.')[0] == 'torch']\nsys.exit(rc)\n"
     )
     res = run_cli("-c", code)

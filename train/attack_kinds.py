@@ -23,7 +23,8 @@ from torch import nn
 
 from rssnn import perturbation
 from rssnn.perturbation import AttackSpec
-from rssnn.train import perturb
+
+from . import perturb
 
 
 class AttackKind:

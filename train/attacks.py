@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from rssnn.perturbation import DEFAULT_ATTACKS, KINDS, SQUARE_QUERIES, AttackSpec, parse_attacks  # noqa: F401
-from rssnn.train import attack_kinds, surrogates
+
+from . import attack_kinds, surrogates
 
 
 class AttackWrapper(nn.Module):

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rssnn.train import checkpoint
+from . import checkpoint
 
 
 def load(path: str | Path, device: str = "cpu") -> tuple[Any, dict[str, Any]]:

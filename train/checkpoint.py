@@ -27,8 +27,9 @@ from torch import nn
 from rssnn.atomic import atomic_write_bytes, file_sha256  # noqa: F401  (re-exported for callers)
 from rssnn.errors import UserError, first_line
 from rssnn.torch_archive import read_state_archive
-from rssnn.train.models import build_model
-from rssnn.train.neurons import NeuronConfig
+
+from .models import build_model
+from .neurons import NeuronConfig
 
 FORMAT = "rssnn-lava-checkpoint"
 VERSION = 1

@@ -8,6 +8,11 @@ Writes into --out: config.json, metrics.csv/metrics.json, last.pt, best.pt and P
 
 from __future__ import annotations
 
+# Run as a file (python train/cifar.py) or as -m train.cifar: this module's relative imports
+# resolve inside one package, rssnn.train (PEP 366), never in a second copy of it.
+if __name__ == "__main__":
+    __package__ = "rssnn.train"
+
 import argparse
 import contextlib
 import json
@@ -18,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rssnn.train.config import TrainConfig
+    from .config import TrainConfig
 
 MODES = ("natural", "gaussian", "fgsm", "pgd")
 # train.models.MODEL_NAMES, written out so that --help needs no torch (a test keeps them equal)
@@ -26,7 +31,7 @@ MODEL_CHOICES = ("cpu", "cpu-res", "vgg11", "vgg5", "wrn16")
 
 
 def _fraction(text: str) -> float:
-    from rssnn.train.perturb import parse_fraction
+    from .perturb import parse_fraction
 
     try:
         return parse_fraction(text)
@@ -63,7 +68,8 @@ def _data_arguments(group: argparse._ArgumentGroup) -> None:
 def _model_arguments(group: argparse._ArgumentGroup) -> None:
     """The model flags."""
     from rssnn.neuron import REFERENCE_LEAK
-    from rssnn.train.config import PRESETS
+
+    from .config import PRESETS
 
     group.add_argument(
         "--preset",
@@ -276,7 +282,8 @@ def run(cfg: TrainConfig, given: set[str] | None = None) -> dict[str, Any]:
 
     from rssnn.atomic import check_output_folder, claim
     from rssnn.errors import UserError
-    from rssnn.train import distributed
+
+    from . import distributed
 
     torch.manual_seed(cfg.seed)
     world = distributed.from_environment()  # torchrun's ranks, or one process
@@ -298,9 +305,10 @@ def _run_claimed(cfg: TrainConfig, given: set[str] | None, world, device, out: P
     """:func:`run` once rank 0 holds the claim on the run folder."""
     from rssnn.atomic import atomic_write_text
     from rssnn.errors import UserError
-    from rssnn.train import checkpoint, data, distributed, plots
-    from rssnn.train.engine import Trainer
-    from rssnn.train.neurons import NeuronConfig
+
+    from . import checkpoint, data, distributed, plots
+    from .engine import Trainer
+    from .neurons import NeuronConfig
 
     resume_ckpt = None
     if cfg.resume:
@@ -387,7 +395,8 @@ def _run_claimed(cfg: TrainConfig, given: set[str] | None, world, device, out: P
 
 def main(argv: list[str] | None = None) -> int:
     from rssnn.cli_support import run_cli
-    from rssnn.train.config import TrainConfig
+
+    from .config import TrainConfig
 
     args = build_parser().parse_args(argv)
     return run_cli(

@@ -48,6 +48,6 @@ class IntegerModel(nn.Module):
 
 def lower_model(model: nn.Module, class_names: list[str] | None = None) -> LoweredNet:
     """A trained float model lowered in memory, exactly as ``export/to_netx.py`` writes it."""
-    from rssnn.export import lowering
+    from ..export import lowering
 
     return lowering.lower(model, class_names or [str(i) for i in range(10)])

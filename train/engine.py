@@ -24,9 +24,10 @@ from tqdm import tqdm
 
 from rssnn.atomic import atomic_write_text
 from rssnn.errors import UserError, first_line
-from rssnn.train import attack_kinds, checkpoint, data, distributed, mppd, perturb
-from rssnn.train.config import TrainConfig
-from rssnn.train.models import constrain_, spiking_layers
+
+from . import attack_kinds, checkpoint, data, distributed, mppd, perturb
+from .config import TrainConfig
+from .models import constrain_, spiking_layers
 
 
 class TrainingDiverged(UserError):

@@ -20,6 +20,11 @@ candidates checked on it and Square run against it directly (black box).
 
 from __future__ import annotations
 
+# Run as a file (python train/evaluate.py) or as -m train.evaluate: this module's relative imports
+# resolve inside one package, rssnn.train (PEP 366), never in a second copy of it.
+if __name__ == "__main__":
+    __package__ = "rssnn.train"
+
 import argparse
 import json
 import sys
@@ -32,7 +37,8 @@ MASKING_CHECK_ATTACK = "pgd:64/255:10:16/255"
 
 def build_parser() -> argparse.ArgumentParser:
     from rssnn.cli_support import OneLineParser
-    from rssnn.train.attacks import DEFAULT_ATTACKS
+
+    from .attacks import DEFAULT_ATTACKS
 
     ap = OneLineParser(
         prog="python train/evaluate.py",
@@ -96,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_model(path: str, device):
-    from rssnn.train import checkpoint
+    from . import checkpoint
 
     ckpt = checkpoint.load(path)
     return checkpoint.restore_model(ckpt, path).to(device).eval(), ckpt
@@ -105,7 +111,7 @@ def _load_model(path: str, device):
 def _deployed_model(net_path, model, ckpt):
     """The integer model: a NetX file's, or the checkpoint lowered in memory (the same integers
     ``export/to_netx.py`` writes)."""
-    from rssnn.train.deployed import IntegerModel, lower_model
+    from .deployed import IntegerModel, lower_model
 
     if net_path:
         from rssnn import netx_file
@@ -122,8 +128,8 @@ def membrane_perturbation(model, x, x_adv) -> dict[str, tuple[float, float]]:
     """
     import torch
 
-    from rssnn.train import mppd
-    from rssnn.train.models import spiking_layers
+    from . import mppd
+    from .models import spiking_layers
 
     layers = spiking_layers(model)
     out = {}
@@ -168,7 +174,8 @@ def evaluate_attacks(
     from tqdm import tqdm
 
     from rssnn.perturbation import KINDS
-    from rssnn.train.attacks import AttackWrapper, craft, ensemble_members, with_square_queries, worst_case
+
+    from .attacks import AttackWrapper, craft, ensemble_members, with_square_queries, worst_case
 
     target = AttackWrapper(model, surrogate_width)
     crafter = AttackWrapper(source, surrogate_width) if source is not None else target
@@ -398,8 +405,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from rssnn.atomic import check_output_file
     from rssnn.errors import UserError
     from rssnn.perturbation import KINDS
-    from rssnn.train import data
-    from rssnn.train.attacks import parse_attacks
+
+    from . import data
+    from .attacks import parse_attacks
 
     try:
         specs = parse_attacks(args.attacks)

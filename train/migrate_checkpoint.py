@@ -9,12 +9,18 @@ tensors and plain data only and loads safely everywhere.
 
 from __future__ import annotations
 
+# Run as a file (python train/migrate_checkpoint.py) or as -m train.migrate_checkpoint: this
+# module's relative imports resolve inside one package, rssnn.train (PEP 366), never in a second copy of it.
+if __name__ == "__main__":
+    __package__ = "rssnn.train"
+
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
     from rssnn.cli_support import OneLineParser, run_cli
-    from rssnn.train import checkpoint
+
+    from . import checkpoint
 
     ap = OneLineParser(prog="rssnn migrate-checkpoint", description=__doc__)
     ap.add_argument("src", help="the checkpoint to convert (fully unpickled: trusted files only)")

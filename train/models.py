@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from rssnn.folding import batchnorm_affine
-from rssnn.train.neurons import DLIF, NeuronConfig
-from rssnn.train.slayer_import import slayer
+
+from .neurons import DLIF, NeuronConfig
+from .slayer_import import slayer
 
 
 class Normalize(nn.Module):
@@ -108,7 +109,7 @@ class ImageClassifier(nn.Module):
 
     def __init__(self, num_steps: int, dataset: str, image_size: int):
         super().__init__()
-        from rssnn.train.data import NORMALISATION
+        from .data import NORMALISATION
 
         self.num_steps = num_steps
         self.image_size = image_size

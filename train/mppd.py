@@ -14,8 +14,9 @@ from torch import nn
 
 from rssnn import dynamics
 from rssnn.neuron import REFERENCE_LEAK
-from rssnn.train.models import ConvUnit, DenseUnit, batchnorm_affine_of, spiking_layers
-from rssnn.train.neurons import DLIF
+
+from .models import ConvUnit, DenseUnit, batchnorm_affine_of, spiking_layers
+from .neurons import DLIF
 
 
 def select_layers(model: nn.Module, which: str | Sequence[str] = "last") -> list[tuple[str, DLIF]]:

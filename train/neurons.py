@@ -116,7 +116,7 @@ class _FusedDLIF(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, leak, threshold, current_leak, num_steps, width, detach_reset):
-        from rssnn.train import lif_kernels
+        from . import lif_kernels
 
         n, c = x.shape[:2]
         spatial = int(np.prod(x.shape[2:-1])) if x.dim() > 3 else 1
@@ -148,7 +148,7 @@ class _FusedDLIF(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_membrane):
-        from rssnn.train import lif_kernels
+        from . import lif_kernels
 
         (membrane,) = ctx.saved_tensors
         lk, th, cl, c, spatial, width, detach_reset, const, lk_shape, th_shape, cl_shape = ctx.params

@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from torch import nn  # noqa: E402
 
 from rssnn.atomic import atomic_save_figure  # noqa: E402
-from rssnn.train.models import spiking_layers  # noqa: E402
+
+from .models import spiking_layers  # noqa: E402
 
 
 def training_curves(history: list[dict[str, Any]], path: Path) -> Path:

@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 from rssnn import perturbation
-from rssnn.train.models import spiking_layers
-from rssnn.train.neurons import DLIF
+
+from .models import spiking_layers
+from .neurons import DLIF
 
 
 class SpikeWithDerivative(torch.autograd.Function):
