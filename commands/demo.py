@@ -64,7 +64,7 @@ def pipeline(out: Path, data: list[str], download: bool) -> list[tuple[str, list
                 "--limit", str(LAVA_IMAGES), "--perturb", pert, "--checkpoint", str(ckpt),
                 "--out", str(out / f"lava-{kind}.json")]  # fmt: skip
         stages.append((f"lava-{kind}", lava, out / f"lava-{kind}.json"))
-    cost = ["-m", "rssnn.cost", "--net", str(out / "model.net"), "--out", str(out / "cost.json"),
+    cost = ["-m", "rssnn.commands.cost", "--net", str(out / "model.net"), "--out", str(out / "cost.json"),
             "--images", str(COST_IMAGES), *data]  # fmt: skip
     stages.append(("cost", cost, out / "cost.json"))
     return stages

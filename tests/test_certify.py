@@ -13,7 +13,7 @@ import pytest
 from conftest import assert_one_line_error, call_main, run_cli
 
 from rssnn import smoothing
-from rssnn.certify import main as certify_main
+from rssnn.commands.certify import main as certify_main
 
 
 def _phi(z: float) -> float:
@@ -239,7 +239,7 @@ def test_the_deployed_certificate_needs_no_torch(cifar_root, exported, tmp_path)
     argv = ["certify", "--net", str(exported), "--data-root", str(cifar_root), "--sigma", "0.25", "--n0", "4",
             "--n", "8", "--limit", "1", "--out", str(out)]  # fmt: skip
     code = TORCH_BLOCKER + (
-        "from rssnn.cli import main\n"
+        "from rssnn.commands.cli import main\n"
         f"rc = main({argv!r})\n"
         "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))\n"
     )

@@ -444,7 +444,7 @@ def test_budgets_and_numbers_out_of_range_are_refused(tiny_run, cifar_root, tmp_
 
 
 def test_resume_refusals_come_before_the_data_and_advise_what_was_given(tiny_run, tmp_path, capsys):
-    from rssnn import cli
+    from rssnn.commands import cli
     from rssnn.train import cifar
 
     run = tmp_path / "run"

@@ -246,7 +246,7 @@ def test_cost_counts_activity_of_a_lava_dl_network(exported, tmp_path):
     """rssnn cost --images N --inputs X.npy on a sigma-delta file from lava-dl's exporter: the
     monitor's per-inference activity equals the reference's, and it becomes an energy range."""
     from rssnn import activity
-    from rssnn.cost import main
+    from rssnn.commands.cost import main
 
     x = np.random.default_rng(5).integers(0, 64, (3, 2, 8, 8))
     np.save(tmp_path / "x.npy", x)

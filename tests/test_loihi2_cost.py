@@ -119,7 +119,7 @@ def test_each_layer_kind_follows_its_rule_hand_computed():
 
 
 def test_rssnn_cost_reports_an_exported_model(tiny_run, tmp_path, capsys):
-    from rssnn import cost
+    from rssnn.commands import cost
     from rssnn.export import to_netx
 
     net = tmp_path / "m.net"
@@ -210,7 +210,7 @@ def test_energy_constants_carry_sources_and_bracket_the_pilotnet_measurement():
 
 
 def test_what_cannot_be_placed_is_refused_with_one_line(shared_files, tmp_path, capsys):
-    from rssnn import cost
+    from rssnn.commands import cost
 
     def copy_with(edit) -> Path:
         path = _copy(shared_files, tmp_path)
@@ -304,7 +304,7 @@ def test_declared_huge_layers_are_placed_block_by_block(tmp_path, n, written):
 
 def test_deeply_nested_layer_names_are_one_line(shared_files, tmp_path, capsys):
     """Issue 30 item 9: json.loads raised RecursionError (a traceback) on 100,000 nested lists."""
-    from rssnn import cost
+    from rssnn.commands import cost
 
     path = _copy(shared_files, tmp_path)
     with h5py.File(path, "r+") as f:
@@ -316,7 +316,7 @@ def test_deeply_nested_layer_names_are_one_line(shared_files, tmp_path, capsys):
 def test_weights_that_do_not_fit_the_declared_shapes_are_refused(shared_files, tmp_path, capsys):
     """Issue 30 item 9: a dense weight of the wrong fan-in, and a conv whose stride does not give
     its declared grid, were placed silently."""
-    from rssnn import cost
+    from rssnn.commands import cost
 
     dense = _copy(shared_files, tmp_path)
     with h5py.File(dense, "r+") as f:
@@ -335,7 +335,7 @@ def test_weights_that_do_not_fit_the_declared_shapes_are_refused(shared_files, t
 
 def test_cost_outputs_cannot_collide_nor_replace_a_file_without_force(shared_files, tmp_path, capsys):
     """Issue 30 item 10: --out X.md had the table overwrite the JSON, and replaced a user's X.md."""
-    from rssnn import cost
+    from rssnn.commands import cost
 
     net = str(shared_files / "mnist.net")
     mine = tmp_path / "X.md"

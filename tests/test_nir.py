@@ -193,7 +193,7 @@ def test_a_network_snntorch_trained_and_exported_runs_bit_exact_on_lava(cifar_ro
     runner (with the monitor) and ``rssnn cost`` run on it."""
     from snntorch.export_nir import export_to_nir
 
-    from rssnn import cost
+    from rssnn.commands import cost
     from rssnn.export.to_netx import main as to_netx
     from rssnn.lava_procs.run import main as run
     from rssnn.train import data

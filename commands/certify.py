@@ -18,6 +18,11 @@ The JSON report is rewritten (atomically) after every image; ``--resume`` contin
 
 from __future__ import annotations
 
+# Run as a file (python commands/certify.py) or as -m commands.certify: this module's relative imports resolve
+# inside one package, rssnn.commands (PEP 366), never in a second copy of it.
+if __name__ == "__main__":
+    __package__ = "rssnn.commands"
+
 import argparse
 import json
 import math
@@ -128,7 +133,7 @@ def load_base(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
     """(classify, info, net): the base classifier, its dataset/classes/config, and the lowered
     net for --net (None for --checkpoint). The integer path imports no torch."""
     if args.checkpoint:
-        from rssnn.train import base_classifier
+        from ..train import base_classifier
 
         classify, info = base_classifier.load(args.checkpoint, args.device)
         return classify, dict(info, base_classifier="float"), None
@@ -256,8 +261,9 @@ def lava_check(
     from rssnn import smoothing
     from rssnn.integer_forward import run_fixed
     from rssnn.lava_guard import cleanup_on_exit
-    from rssnn.lava_procs import runtime
-    from rssnn.lava_procs.run import select_backend
+
+    from ..lava_procs import runtime
+    from ..lava_procs.run import select_backend
 
     m = len(images)
     per_image = [len(range(i, k, m)) for i in range(m)]

@@ -21,6 +21,11 @@ run imports Lava (``rssnn.lava_procs``), never torch.
 
 from __future__ import annotations
 
+# Run as a file (python commands/cost.py) or as -m commands.cost: this module's relative imports resolve
+# inside one package, rssnn.commands (PEP 366), never in a second copy of it.
+if __name__ == "__main__":
+    __package__ = "rssnn.commands"
+
 import argparse
 import json
 import os
@@ -170,7 +175,7 @@ def _count(args: argparse.Namespace, cores: int) -> dict[str, Any]:
     from rssnn.errors import UserError
 
     if args.inputs is not None:  # any lava-dl network on the user's inputs (issue 31)
-        from rssnn.lava_procs.lavadl_command import cost_activity
+        from ..lava_procs.lavadl_command import cost_activity
 
         act = cost_activity(args.net, args.inputs, args.images, args.steps)
         est = energy.estimate(act, cores)
@@ -194,8 +199,9 @@ def _count(args: argparse.Namespace, cores: int) -> dict[str, Any]:
     pixels = images[: args.images]
     # The run needs Lava: the CLI reaches into lava_procs only here, so placement stays core-only.
     from rssnn.lava_guard import cleanup_on_exit
-    from rssnn.lava_procs import runtime
-    from rssnn.lava_procs.run import select_backend
+
+    from ..lava_procs import runtime
+    from ..lava_procs.run import select_backend
 
     with cleanup_on_exit():
         counts = runtime.count_activity(net, pixels, select_backend("sim")[1])

@@ -1,6 +1,6 @@
 """Print the summary of a run folder: accuracies, MS-MPPD, learned dynamics, gain bounds, files.
 
-python -m rssnn.report runs/main
+python -m rssnn.commands.report runs/main
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m rssnn.report RUN_FOLDER", file=sys.stderr)
+        print("usage: python -m rssnn.commands.report RUN_FOLDER", file=sys.stderr)
         return 2
     return run_cli(lambda: print(summarize(Path(args[0]))))
 

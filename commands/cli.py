@@ -25,9 +25,9 @@ COMMANDS = {
     "export": "rssnn.export.to_netx",
     "run": "rssnn.lava_procs.run",
     "demo": "rssnn.commands.demo",
-    "report": "rssnn.report",
-    "cost": "rssnn.cost",
-    "certify": "rssnn.certify",
+    "report": "rssnn.commands.report",
+    "cost": "rssnn.commands.cost",
+    "certify": "rssnn.commands.certify",
     "migrate-checkpoint": "rssnn.train.migrate_checkpoint",
 }
 
