@@ -31,6 +31,10 @@ def test_wheel_holds_only_the_rssnn_namespace(tmp_path):
     for folder in folders:
         assert f"rssnn/lava_procs/{folder}/models.py" in names, folder
     assert not any(n.startswith(("tests/", "benchmarks/", "train/", "export/", "commands/")) for n in names)
+    # the installed ``rssnn`` command lives in the command shell, which the wheel holds
+    (entry_points,) = (n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    script = zipfile.ZipFile(wheel).read(entry_points).decode().split("rssnn = ")[1].split()[0]
+    assert script == "rssnn.commands.cli:entry" and "rssnn/commands/cli.py" in names
     # the main job (rssnn demo) starts every stage as a module that the wheel holds, and writes
     # under the working directory, not the package's folder (site-packages once installed)
     from rssnn.commands import demo
