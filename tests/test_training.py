@@ -181,3 +181,39 @@ def test_resume_rejects_corrupt_foreign_and_mismatched_checkpoints(cifar_root, t
     torch.save({"state_dict": {}}, foreign)
     code = _train(cifar_root, out, "--epochs", "2", "--resume", str(foreign))
     assert_one_line_error(capsys, code, "not an rssnn-lava checkpoint")
+
+
+def test_time_budget_plan_solves_the_epoch_cost_for_the_images():
+    from rssnn.errors import UserError
+    from rssnn.train import budget
+
+    rates = budget.Rates(train=100.0, eval=1000.0)
+    # 300 s over 3 epochs: 100 s each, less 2 x 5000 / 1000 = 10 s of validation and the 5 s
+    # epoch overhead: 85 s x 100 images/s = 8500 images, 8448 in whole batches of 64
+    plan = budget.plan(300.0, 3, 40000, 5000, 64, rates)
+    assert plan.images_per_epoch == 8448
+    assert plan.seconds == pytest.approx(3 * (84.48 + 10 + 5))
+    assert budget.plan(300.0, 3, 2000, 5000, 64, rates).images_per_epoch == 2000  # capped
+    with pytest.raises(UserError, match="fits 0 images per epoch"):
+        budget.plan(30.0, 3, 40000, 5000, 64, rates)  # 10 s an epoch: validation alone is 15
+
+
+def test_time_budget_measures_plans_records_and_keeps_its_plan_on_resume(cifar_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(cifar_root, out, "--epochs", "1", "--time-budget", "1") == 0
+    assert "time budget 1.0 min:" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    plan = config["time_budget_plan"]
+    assert plan["train_images_per_s"] > 0 and plan["eval_images_per_s"] > 0
+    # the tiny model fits far more than its 200-image --train-limit (the cap) in a minute
+    assert plan["images_per_epoch"] == config["config"]["train_limit"] == config["train_images"] == 200
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert int(rows[0]["images"]) == 200
+    # a resume keeps the plan made at the start instead of measuring again
+    assert _train(cifar_root, out, "--epochs", "2", "--time-budget", "1", "--resume") == 0
+    assert "time budget" not in capsys.readouterr().out
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(r["images"]) for r in rows] == [200, 200]
+    # a budget too small for one epoch's validation is one line, before the data is read
+    code = _train(cifar_root, tmp_path / "small", "--time-budget", "0.01")
+    assert code == 2 and "--time-budget 0.01 min fits" in capsys.readouterr().err

@@ -15,6 +15,7 @@ if __name__ == "__main__":
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import platform
 import subprocess
@@ -165,6 +166,15 @@ def _optimisation_arguments(group: argparse._ArgumentGroup) -> None:
         default=None,
         help="stop training after this wall time (checkpoint kept, resumable)",
     )
+    group.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help="train for about this wall time, validation included: the training rate is measured "
+        "at start-up and --train-limit (a cap here) becomes the images per epoch that fit "
+        "(train/budget.py); a resumed run keeps its plan",
+    )
 
 
 def _run_arguments(group: argparse._ArgumentGroup) -> None:
@@ -276,6 +286,43 @@ def _environment() -> dict[str, Any]:
     )
 
 
+def _neuron_config(cfg: TrainConfig):
+    from .neurons import NeuronConfig
+
+    return (NeuronConfig.lif if cfg.neuron == "lif" else NeuronConfig)(
+        leak=cfg.leak,
+        threshold=cfg.threshold,
+        per_channel=cfg.per_channel,
+        learn_current_leak=cfg.learn_current_leak,
+        learn_gain=cfg.learn_gain,
+        surrogate_width=cfg.surrogate_width,
+    )
+
+
+def _plan_budget(cfg: TrainConfig, world, device):
+    """--time-budget: this machine's rates, measured on a throwaway model of the run's spec, and
+    the images per epoch that fit (train/budget.py); printed, and recorded in config.json."""
+    import torch
+
+    from rssnn.cifar import DATASETS
+    from rssnn.errors import UserError
+
+    from . import budget, checkpoint
+
+    if world.distributed:
+        raise UserError("--time-budget plans a one-process run; under torchrun give --train-limit")
+    num_classes = DATASETS[cfg.dataset]["num_classes"]
+    neuron = _neuron_config(cfg)
+    spec = checkpoint.model_spec(cfg.model, cfg.timesteps, num_classes, cfg.dataset, cfg.width, neuron)
+    with torch.random.fork_rng():  # the run's own initialisation and noise stay as without a budget
+        rates = budget.measure(checkpoint.build_from_spec(spec), cfg, num_classes, device)
+    available = cfg.train_limit if cfg.train_limit is not None else DATASETS[cfg.dataset]["train_images"]
+    available = min(available, DATASETS[cfg.dataset]["train_images"] - cfg.val_size)
+    plan = budget.plan(cfg.time_budget * 60, cfg.epochs, available, cfg.val_size, cfg.batch_size, rates)
+    print(plan.describe(), flush=True)
+    return plan
+
+
 def run(cfg: TrainConfig, given: set[str] | None = None) -> dict[str, Any]:
     """Train; ``given`` (the flags on the command line) only shapes a resume refusal's advice."""
     import torch
@@ -308,30 +355,28 @@ def _run_claimed(cfg: TrainConfig, given: set[str] | None, world, device, out: P
 
     from . import checkpoint, data, distributed, plots
     from .engine import Trainer
-    from .neurons import NeuronConfig
 
     resume_ckpt = None
     if cfg.resume:
         path = out / "last.pt" if cfg.resume == "auto" else Path(cfg.resume)
         resume_ckpt = checkpoint.load(path)
+        if cfg.time_budget is not None:  # the plan made when the run started, not a new one
+            cfg = dataclasses.replace(cfg, train_limit=resume_ckpt.get("config", {}).get("train_limit"))
         refuse_changed_flags(cfg, resume_ckpt.get("config", {}), path, given)
     elif (out / "last.pt").exists():
         raise UserError(f"'{out}' already holds a run; add --resume to continue it or choose another --out")
     root = cfg.data_root or str(data.DEFAULT_DATA_ROOT)
     if cfg.download:
         data.download(root, cfg.dataset)
+    budget_plan = None
+    if cfg.time_budget is not None and resume_ckpt is None:
+        budget_plan = _plan_budget(cfg, world, device)
+        cfg = dataclasses.replace(cfg, train_limit=budget_plan.images_per_epoch)
     train_split = data.load_split(root, cfg.dataset, "train", cfg.val_size, cfg.train_limit, cfg.split_seed)
     val_split = data.load_split(root, cfg.dataset, "val", cfg.val_size, seed=cfg.split_seed)
     if len(val_split) == 0:
         raise UserError("--val-size 0 leaves nothing to validate on; use at least 100")
-    neuron = (NeuronConfig.lif if cfg.neuron == "lif" else NeuronConfig)(
-        leak=cfg.leak,
-        threshold=cfg.threshold,
-        per_channel=cfg.per_channel,
-        learn_current_leak=cfg.learn_current_leak,
-        learn_gain=cfg.learn_gain,
-        surrogate_width=cfg.surrogate_width,
-    )
+    neuron = _neuron_config(cfg)
     spec = checkpoint.model_spec(
         cfg.model, cfg.timesteps, len(train_split.class_names), cfg.dataset, cfg.width, neuron
     )
@@ -361,6 +406,7 @@ def _run_claimed(cfg: TrainConfig, given: set[str] | None, world, device, out: P
                 train_images=len(train_split),
                 val_images=len(val_split),
                 stock_netx_exportable=model.stock_netx_exportable(),
+                time_budget_plan=budget_plan.to_dict() if budget_plan else None,
                 world_size=world.size,
                 global_batch=cfg.batch_size,
                 per_rank_batch=per_rank,

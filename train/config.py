@@ -97,6 +97,7 @@ class TrainConfig:
     weight_decay: float
     neuron_lr_scale: float
     max_minutes: float | None
+    time_budget: float | None
     # run
     out: str
     resume: str | None
@@ -150,6 +151,7 @@ class TrainConfig:
             (self.eval_batch_size >= 1, f"--eval-batch-size must be >= 1, got {self.eval_batch_size}"),
             (self.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {self.checkpoint_every}"),
             (self.max_minutes is None or self.max_minutes > 0, "--max-minutes must be > 0"),
+            (self.time_budget is None or self.time_budget > 0, "--time-budget must be > 0 minutes"),
             (self.cutout >= 0, f"--cutout must be >= 0, got {self.cutout}"),
             (
                 self.train_limit is None or self.train_limit >= 1,
