@@ -171,22 +171,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _count(args: argparse.Namespace, cores: int) -> dict[str, Any]:
     """Activity counted by the network monitor in Lava on ``--images`` images, and the energy."""
-    from rssnn import activity, cifar, energy, netx_file
+    from rssnn import activity, cifar, netx_file
     from rssnn.errors import UserError
 
     if args.inputs is not None:  # any lava-dl network on the user's inputs (issue 31)
         from ..lava_procs.lavadl_command import cost_activity
 
         act = cost_activity(args.net, args.inputs, args.images, args.steps)
-        est = energy.estimate(act, cores)
-        return dict(
-            activity=act,
-            energy=est,
-            synops_per_inference=act["synops_per_inference"],
-            spikes_per_inference=act["spikes_per_inference"],
-            energy_mj=est["energy_mj"],
-            latency_ms=est["latency_ms"],
-        )
+        return _activity_and_energy(act, cores)
     try:  # the metadata first, for the one line a lava-dl file (no dataset) deserves
         netx_file.read_metadata(args.net)
     except UserError as exc:
@@ -206,6 +198,13 @@ def _count(args: argparse.Namespace, cores: int) -> dict[str, Any]:
     with cleanup_on_exit():
         counts = runtime.count_activity(net, pixels, select_backend("sim")[1])
     act = activity.summarise(net, counts, len(pixels))
+    return _activity_and_energy(act, cores)
+
+
+def _activity_and_energy(act: dict, cores) -> dict:
+    """The report's activity part and its energy range, for a file of either kind."""
+    from rssnn import energy
+
     est = energy.estimate(act, cores)
     return dict(
         activity=act,

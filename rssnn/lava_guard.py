@@ -237,7 +237,7 @@ def run_steps(
             done += k
     except BaseException:
         if worker is not None and worker.is_alive():
-            _abandoned_threads.append(worker)
+            _abandoned_threads[:] = [t for t in _abandoned_threads if t.is_alive()] + [worker]
         stop(proc, timeout=5.0)
         raise
     timings["run_s"] = time.perf_counter() - t0
