@@ -392,8 +392,12 @@ def test_a_signal_while_lava_starts_its_workers_leaves_no_process(long_lava_run)
     assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
 
 
+# SIGINT takes SIGTERM's path in every command (Python raises KeyboardInterrupt for it, and
+# rssnn.signals raises Terminated, a KeyboardInterrupt, for SIGTERM; the runner test above sends
+# all three): the exporter is checked with the signal a scheduler sends and the one no handler
+# sees (each costs the suite about 12 s).
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_export_verification_leaves_no_process_and_no_file(tiny_run, cifar_root, tmp_path, sig):
     out = tmp_path / "m.net"
     cmd = ["export/to_netx.py", "--checkpoint", str(tiny_run / "best.pt"), "--out", str(out),
