@@ -27,8 +27,7 @@ import torch
 from rssnn import netx_file
 from rssnn.export import lowering
 from rssnn.integer_forward import run_fixed
-from rssnn.lava_procs import runtime
-from rssnn.lava_procs.run import select_backend
+from rssnn.lava_procs import backends, runtime
 from rssnn.train import data
 from rssnn.train.models import build_model, calibrate_batchnorm
 
@@ -99,9 +98,9 @@ def main(argv: list[str] | None = None) -> dict:
     pert = (clean.float() + 8 * torch.randn(clean.shape, generator=gen)).clamp(0, 255).round()
     pert = pert.to(torch.uint8)
     variants = {
-        "stock": (select_backend("sim", fast_synapses=False)[1], False),
-        "fast": (select_backend("sim")[1], False),
-        "fast+mon": (select_backend("sim")[1], True),
+        "stock": (backends.choose("sim").run_config(fast_synapses=False), False),
+        "fast": (backends.choose("sim").run_config(), False),
+        "fast+mon": (backends.choose("sim").run_config(), True),
     }
     times: dict[str, list[float]] = {k: [] for k in variants}
     peaks: dict[str, float] = {}

@@ -29,8 +29,8 @@ import numpy as np
 from rssnn import lavadl
 from rssnn.atomic import atomic_write_text
 from rssnn.lava_guard import cleanup_on_exit
+from rssnn.lava_procs import backends
 from rssnn.lava_procs import lavadl as graph_mod
-from rssnn.lava_procs.run import select_backend
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data" / "loihi2"
@@ -61,7 +61,7 @@ def bench(path: Path, x: np.ndarray, steps: int, repeats: int) -> dict:
                 graph = graph_mod.build_graph(
                     net, inputs.data, steps, reset, readout=readout, monitor=monitor, record=True
                 )
-                result = graph_mod.run(graph, select_backend("sim")[1], chunk=CHUNK)
+                result = graph_mod.run(graph, backends.choose("sim").run_config(), chunk=CHUNK)
             times[name].append(_steady(result, total))
             outputs[name] = result["raster"]
     equal = all(np.array_equal(outputs["stock"], outputs[k]) for k in ("fast", "fast+mon"))

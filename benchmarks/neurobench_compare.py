@@ -86,8 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     from rssnn import activity, netx_file
     from rssnn.atomic import atomic_write_text
     from rssnn.export import lowering
-    from rssnn.lava_procs import runtime
-    from rssnn.lava_procs.run import select_backend
+    from rssnn.lava_procs import backends, runtime
     from rssnn.train import checkpoint, data
 
     ckpt = checkpoint.load(args.checkpoint)
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         path = Path(tmp) / "m.net"
         netx_file.write(path, net, {})
         net, _ = netx_file.read(path)
-    counts = runtime.count_activity(net, pixels.numpy(), select_backend("sim")[1])
+    counts = runtime.count_activity(net, pixels.numpy(), backends.choose("sim").run_config())
     ours = activity.summarise(net, counts, len(pixels))
     reference = activity.reference_counts(net, pixels)
     assert counts["spikes"].tolist() == reference["spikes"].tolist(), "Lava and the reference differ"

@@ -262,8 +262,7 @@ def lava_check(
     from rssnn.integer_forward import run_fixed
     from rssnn.lava_guard import cleanup_on_exit
 
-    from ..lava_procs import runtime
-    from ..lava_procs.run import select_backend
+    from ..lava_procs import backends, runtime
 
     m = len(images)
     per_image = [len(range(i, k, m)) for i in range(m)]
@@ -274,7 +273,8 @@ def lava_check(
             inputs[i::m] = smoothing.device_pixels(smoothing.noisy_copies(images[i], sigma, rng, count))
     t0 = time.perf_counter()
     fixed = run_fixed(net, inputs)["logits"].argmax(1)
-    backend, run_cfg = select_backend("sim")
+    sim = backends.choose("sim")
+    backend, run_cfg = sim.label(), sim.run_config()
     with cleanup_on_exit():
         lava = runtime.run(runtime.build_pair(net, inputs, None, monitor=False), run_cfg)["predictions"][0]
     agree = lava == fixed

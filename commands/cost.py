@@ -192,11 +192,10 @@ def _count(args: argparse.Namespace, cores: int) -> dict[str, Any]:
     # The run needs Lava: the CLI reaches into lava_procs only here, so placement stays core-only.
     from rssnn.lava_guard import cleanup_on_exit
 
-    from ..lava_procs import runtime
-    from ..lava_procs.run import select_backend
+    from ..lava_procs import backends, runtime
 
     with cleanup_on_exit():
-        counts = runtime.count_activity(net, pixels, select_backend("sim")[1])
+        counts = runtime.count_activity(net, pixels, backends.choose("sim").run_config())
     act = activity.summarise(net, counts, len(pixels))
     return _activity_and_energy(act, cores)
 

@@ -53,7 +53,6 @@ def run_lava(
     """
     import_lava_runtime()
     from lava.lib.dl.netx import hdf5 as netx_hdf5  # by name: lava_procs may have skipped netx's __init__
-    from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
     from lava.proc.io.source import RingBuffer
 
@@ -96,10 +95,11 @@ def run_lava(
     recorded = [np.zeros((*b.out.shape, total), dtype=bool) for b in blocks]
     build_s = time.perf_counter() - t0
     # The Extractor's model carries no tag: name it explicitly.
-    from ..lava_procs.synapses.models import fast_synapse_map
+    from ..lava_procs import backends
 
-    exceptions = {Extractor: PyLoihiExtractorModel, **(fast_synapse_map() if fast_synapses else {})}
-    run_cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=exceptions)
+    run_cfg = backends.choose("sim").run_config(
+        fast_synapses=fast_synapses, extra_models={Extractor: PyLoihiExtractorModel}
+    )
 
     def read_sinks(done: int, k: int) -> None:
         for ex, rec in zip(extractors, recorded):

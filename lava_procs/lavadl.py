@@ -286,8 +286,9 @@ def run_stock(
     window from zero, as :func:`build` does."""
     import lava.proc.conv.utils as conv_utils
     from lava.lib.dl.netx import hdf5
-    from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc import io
+
+    from . import backends
 
     conv_utils.TORCH_IS_AVAILABLE = False  # torch inside Lava's forked workers can hang (lava-dl's tests)
     n = len(data)
@@ -304,9 +305,8 @@ def run_stock(
     source.s_out.connect(stock.in_layer.neuron.a_in if net.has_input_neurons else stock.inp)
     stock.out.connect(sink.a_in)
     try:
-        timings = run_steps(
-            source, total, Loihi2SimCfg(select_tag="fixed_pt"), chunk=chunk or total, watchdog_s=watchdog_s
-        )
+        stock_cfg = backends.choose("sim").run_config(fast_synapses=False)  # Lava's own models throughout
+        timings = run_steps(source, total, stock_cfg, chunk=chunk or total, watchdog_s=watchdog_s)
         out = np.moveaxis(sink.data.get(), -1, 0).astype(np.int64)  # [S, *lava shape]
     finally:
         stop(source)

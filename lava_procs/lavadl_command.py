@@ -92,8 +92,9 @@ def _settings(args: argparse.Namespace, net, inputs) -> tuple[int, int, str]:
     return steps, reset, readout
 
 
-def run(args: argparse.Namespace, spec, out: Path) -> dict[str, Any]:
-    """``rssnn run`` on a stock lava-dl file; ``spec`` and ``out`` were checked by run.py's run."""
+def run(args: argparse.Namespace, spec, out: Path, chosen) -> dict[str, Any]:
+    """``rssnn run`` on a stock lava-dl file; ``spec``, ``out`` and the back end ``chosen`` (one of
+    :data:`lava_procs.backends.BACKENDS`) were checked and chosen by run.py's run."""
     from tqdm import tqdm
 
     from rssnn import activity, lavadl
@@ -102,7 +103,6 @@ def run(args: argparse.Namespace, spec, out: Path) -> dict[str, Any]:
     from rssnn.lava_guard import cleanup_on_exit
 
     from . import lavadl as graph_mod
-    from .run import select_backend
 
     net = lavadl.read(args.net)
     if args.inputs is None:
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace, spec, out: Path) -> dict[str, Any]:
         else:
             perturbed = lavadl.input_noise(inputs, spec.eps, args.seed)
     n = len(inputs)
-    backend, run_cfg = select_backend(args.backend)
+    backend, run_cfg = chosen.label(), chosen.run_config()
     graph = graph_mod.build_graph(
         net, inputs.data, steps, reset, perturbed=perturbed, readout=readout, monitor=not args.no_monitor
     )
@@ -247,8 +247,8 @@ def cost_activity(net_path: str, inputs_path: str, limit: int, steps: int | None
     from rssnn.errors import UserError
     from rssnn.lava_guard import cleanup_on_exit
 
+    from . import backends
     from . import lavadl as graph_mod
-    from .run import select_backend
 
     net = lavadl.read(net_path)
     inputs = lavadl.load_inputs(inputs_path, net, limit=limit)
@@ -257,7 +257,7 @@ def cost_activity(net_path: str, inputs_path: str, limit: int, steps: int | None
     steps, reset, readout = _settings(args, net, inputs)
     graph = graph_mod.build_graph(net, inputs.data, steps, reset, readout=readout, monitor=True)
     with cleanup_on_exit():
-        counts = graph_mod.run(graph, select_backend("sim")[1])["monitor"]
+        counts = graph_mod.run(graph, backends.choose("sim").run_config())["monitor"]
     ref = lavadl.reference_counts(net, inputs, steps, reset)
     if not all(np.array_equal(counts[k], ref[k]) for k in ("spikes", "synops", "input_macs")):
         raise UserError("the network monitor's counts differ from the integer reference; please report this")

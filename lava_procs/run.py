@@ -55,13 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="source checkpoint (needed for adversarial attacks; default: the one named in the file)",
     )
     ap.add_argument("--out", default="report.json", help="JSON report (a PNG plot goes beside it)")
-    ap.add_argument(
-        "--backend",
-        choices=("auto", "sim", "loihi2"),
-        default="auto",
-        help="auto and sim: CPU simulation (Loihi2SimCfg, fixed point); loihi2 needs lava-loihi, a board "
-        "and Loihi 2 process models, which rssnn-lava does not have yet (refused with the reason)",
-    )
+    from . import backends
+
+    ap.add_argument("--backend", choices=backends.CHOICES, default="auto", help=backends.help_text())
     ap.add_argument("--no-monitor", action="store_true", help="run without the MPPD monitor")
     ap.add_argument(
         "--watchdog",
@@ -89,46 +85,6 @@ def parse_perturbation(text: str):
             f"--perturb: {exc} (use clean, gn:SIGMA, fgsm:EPS, pgd:EPS:STEPS[:ALPHA] or another "
             "single attack, e.g. gn:8/255 or pgd:8/255:7)"
         ) from exc
-
-
-def select_backend(requested: str, fast_synapses: bool = True):
-    """(name, run config) for ``--backend``: ``auto`` and ``sim`` simulate on the CPU.
-
-    ``auto`` does not pick Loihi 2 even where lava-loihi and a board are present: our processes
-    have CPU models only, so ``loihi2`` is refused with that reason (docs/loihi2.md).
-
-    The simulation uses our exact fast synapse models (:mod:`lava_procs.synapses.models`)
-    unless ``fast_synapses`` is False (Lava's stock models, for comparison).
-    """
-    from lava.magma.core.run_configs import Loihi2SimCfg
-
-    from rssnn.errors import UserError
-
-    hardware = False
-    if requested == "loihi2":
-        try:  # lava-loihi is closed source; without it this import path does not exist
-            from lava.utils import loihi
-
-            hardware = bool(loihi.is_installed())
-        except Exception:
-            hardware = False
-    if requested == "loihi2" and not hardware:
-        raise UserError(
-            "--backend loihi2 needs Intel's lava-loihi extension and a reachable "
-            "Loihi 2 board; neither was found (use --backend sim)"
-        )
-    if hardware:  # pragma: no cover - needs a Loihi 2 system
-        raise UserError(
-            "lava-loihi found, but rssnn-lava's processes have CPU models only so "
-            "far (see docs/loihi2.md); use --backend sim"
-        )
-    from .synapses.models import fast_synapse_map
-
-    if not fast_synapses:
-        return "Loihi2SimCfg(fixed_pt, stock synapse models)", Loihi2SimCfg(select_tag="fixed_pt")
-    return "Loihi2SimCfg(fixed_pt)", Loihi2SimCfg(
-        select_tag="fixed_pt", exception_proc_model_map=fast_synapse_map()
-    )
 
 
 def perturb_images(spec, pixels: np.ndarray, labels: np.ndarray, checkpoint_path: str | None, seed: int):
@@ -220,7 +176,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from rssnn.lava_guard import cleanup_on_exit
     from rssnn.perturbation import KINDS
 
-    from . import runtime
+    from . import backends, runtime
 
     spec = parse_perturbation(args.perturb)
     if args.limit < 1:
@@ -228,13 +184,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not (math.isfinite(args.watchdog) and args.watchdog > 0):
         raise UserError(f"--watchdog must be a number of seconds > 0, got {args.watchdog}")
     out = check_output_file(args.out)
+    chosen = backends.choose(args.backend)  # an unavailable back end stops here, before any work
     if args.inputs is not None or lavadl.is_lavadl_file(args.net):  # a stock lava-dl file
         from . import lavadl_command
 
-        return lavadl_command.run(args, spec, out)
+        return lavadl_command.run(args, spec, out, chosen)
     check_output_file(out.with_suffix(".png"), "--out's plot")
     net, meta = netx_file.read(args.net)
-    backend, run_cfg = select_backend(args.backend)
+    backend, run_cfg = chosen.label(), chosen.run_config()
     images, all_labels, _ = cifar.load_run_split(
         args.data_root, meta["dataset"], args.split, meta["training_config"]
     )

@@ -17,8 +17,7 @@ from rssnn import activity, dynamics, lava_guard, netx_file
 from rssnn.errors import UserError
 from rssnn.export import lowering
 from rssnn.integer_forward import lif_sequence, mppd_reference
-from rssnn.lava_procs import runtime
-from rssnn.lava_procs.run import select_backend
+from rssnn.lava_procs import backends, runtime
 from rssnn.neuron import LoihiCuba
 from rssnn.train import data
 from rssnn.train.models import SpikingNet
@@ -133,7 +132,7 @@ def test_monitor_equals_the_integer_reference_mppd_and_many_images_match_per_ima
     noise = torch.randint(-8, 9, clean.shape, generator=gen)
     pert = (clean.int() + noise).clamp(0, 255).to(torch.uint8)
     graph = runtime.build_pair(net, clean, pert)
-    result = runtime.run(graph, select_backend("sim")[1])
+    result = runtime.run(graph, backends.choose("sim").run_config())
     reference = mppd_reference(net, clean, pert)
     assert result["predictions"][0].tolist() == reference["pred_clean"].tolist()
     assert result["predictions"][1].tolist() == reference["pred_pert"].tolist()
@@ -160,7 +159,7 @@ def test_failing_run_leaves_no_child_process(tiny_net):
     graph = runtime.build_pair(net, split.images[:2], split.images[:2])
     graph.clean.neurons[0].gain.init = np.full(net.num_steps, 2.0)  # fixed point refuses a gain
     with pytest.raises(UserError, match="a Lava process failed.*no fixed-point"):
-        runtime.run(graph, select_backend("sim")[1])
+        runtime.run(graph, backends.choose("sim").run_config())
     assert multiprocessing.active_children() == []
 
 

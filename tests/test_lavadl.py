@@ -90,8 +90,8 @@ def _ours_stock_reference(path: Path, x: np.ndarray, steps: int, stock: bool = T
     """Run inputs x through the fast runner (raster recorded, monitor on), stock lava-dl and the
     integer reference; returns all three and the reference counts."""
     from rssnn.lava_guard import cleanup_on_exit
+    from rssnn.lava_procs import backends
     from rssnn.lava_procs import lavadl as graph_mod
-    from rssnn.lava_procs.run import select_backend
 
     net = lavadl.read(path)
     inputs = lavadl.prepare_inputs(x, net)
@@ -99,7 +99,7 @@ def _ours_stock_reference(path: Path, x: np.ndarray, steps: int, stock: bool = T
     reset = steps if net.model == "cuba" else 0
     with cleanup_on_exit():
         graph = graph_mod.build_graph(net, inputs.data, steps, reset, readout="output", record=True)
-        ours = graph_mod.run(graph, select_backend("sim")[1])
+        ours = graph_mod.run(graph, backends.choose("sim").run_config())
         theirs = graph_mod.run_stock(net, inputs.data, steps, reset) if stock else None
     last = len(net.layers) - 1
     ref = lavadl.reference_run(net, inputs.data, steps, reset)["outputs"]

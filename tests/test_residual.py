@@ -133,8 +133,7 @@ def test_damaged_skip_is_rejected(images, tmp_path):
 
 def test_monitor_equals_the_reference_mppd_on_a_residual_network(images, tmp_path):
     from rssnn import activity
-    from rssnn.lava_procs import runtime
-    from rssnn.lava_procs.run import select_backend
+    from rssnn.lava_procs import backends, runtime
 
     pixels, _, names = images
     path = tmp_path / "res.net"
@@ -143,7 +142,7 @@ def test_monitor_equals_the_reference_mppd_on_a_residual_network(images, tmp_pat
     clean = pixels[:3]
     noise = torch.randint(-8, 9, clean.shape, generator=torch.Generator().manual_seed(0))
     pert = (clean.int() + noise).clamp(0, 255).to(torch.uint8)
-    result = runtime.run(runtime.build_pair(net, clean, pert), select_backend("sim")[1])
+    result = runtime.run(runtime.build_pair(net, clean, pert), backends.choose("sim").run_config())
     reference = mppd_reference(net, clean, pert)
     assert result["predictions"][0].tolist() == reference["pred_clean"].tolist()
     assert result["predictions"][1].tolist() == reference["pred_pert"].tolist()
