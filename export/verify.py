@@ -24,6 +24,7 @@ import torch
 
 from rssnn.integer_forward import run_fixed
 from rssnn.lava_guard import cleanup_on_exit, import_lava_runtime, run_steps, stop
+from rssnn.layout import swap_layout
 from rssnn.lowered import (
     INPUT_MESSAGE_BITS,
     LoweredNet,
@@ -118,9 +119,8 @@ def run_lava(
     for k, rec in enumerate(recorded):
         start = first_step(k) - 1  # recorded[..., i] holds Lava step i + 1
         windows = np.stack([rec[..., start + i * num_steps : start + (i + 1) * num_steps] for i in range(n)])
-        if windows.ndim == 5:  # N, W, H, C, T -> N, C, H, W, T
-            windows = windows.transpose(0, 3, 2, 1, 4)
-        spikes.append(windows.copy())
+        # N, W, H, C, T -> N, C, H, W, T (a dense layer's N, F, T stays)
+        spikes.append(swap_layout(windows, axis=1).copy())
     readout = net.layers[-1]
     last = spikes[-1].reshape(n, -1, num_steps).astype(np.float64)
     summed = np.einsum("oi,nit->no", readout.weight.astype(np.float64), last)

@@ -26,11 +26,11 @@ import numpy as np
 from rssnn import lavadl
 from rssnn.lava_guard import run_steps, stop
 from rssnn.lavadl import LavaDlNet
+from rssnn.layout import lava_conv_weight, lava_flat, lava_shape, swap_layout
 
 from .dlif.process import DLIF
 from .io.process import OutputRecorder, SampleSource
 from .monitor.process import NetworkMonitor
-from .network import lava_order
 from .sdn.process import SDN
 
 READOUTS = ("spikes", "voltage", "output")
@@ -38,13 +38,13 @@ READOUTS = ("spikes", "voltage", "output")
 
 def to_lava(data: np.ndarray) -> np.ndarray:
     """[N, T_in, C, H, W] -> [N, T_in, W, H, C] (Lava order); [N, T_in, F] stays."""
-    return data.transpose(0, 1, 4, 3, 2) if data.ndim == 5 else data
+    return swap_layout(data, axis=2)
 
 
 def _neuron_params(net: LavaDlNet, k: int, reset_interval: int) -> dict[str, Any]:
     layer = net.layers[k]
     n = layer.neuron
-    shape = lava_order(layer.out_shape)
+    shape = lava_shape(layer.out_shape)
     if n.model == "cuba":
         per = {
             key: np.broadcast_to(np.asarray(v, dtype=np.int64).reshape(-1), shape[-1:]).copy()
@@ -76,7 +76,7 @@ def _neuron_params(net: LavaDlNet, k: int, reset_interval: int) -> dict[str, Any
 def _lava_bias(layer: lavadl.Layer) -> np.ndarray | None:
     if layer.bias is None:
         return None
-    return layer.bias if layer.bias.ndim == 1 else layer.bias.transpose(2, 1, 0).copy()
+    return layer.bias if layer.bias.ndim == 1 else swap_layout(layer.bias).copy()
 
 
 @dataclass
@@ -98,7 +98,7 @@ def build(net: LavaDlNet, reset_interval: int) -> Copy:
     prev = None
     for k, layer in enumerate(net.layers):
         params = _neuron_params(net, k, reset_interval)
-        shape = lava_order(layer.out_shape)
+        shape = lava_shape(layer.out_shape)
         if layer.kind == "input":
             proc = params.pop("neuron_proc")
             params.pop("bias_key")
@@ -114,8 +114,8 @@ def build(net: LavaDlNet, reset_interval: int) -> Copy:
             common["bias"] = bias
         if layer.kind == "conv":
             block = blocks_api.Conv(
-                input_shape=lava_order(layer.in_shape),
-                weight=layer.weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1),
+                input_shape=lava_shape(layer.in_shape),
+                weight=lava_conv_weight(layer.weight),
                 stride=np.array(layer.stride[::-1]),
                 padding=np.array(layer.padding[::-1]),
                 dilation=np.array(layer.dilation[::-1]),
@@ -207,8 +207,6 @@ def build_graph(
 def _monitor(
     net: LavaDlNet, copies: list[Copy], source: SampleSource, n: int, num_steps: int
 ) -> NetworkMonitor:
-    from rssnn.activity import lava_flat
-
     source_fan, fans = lavadl.fan_outs(net)
     leaks, units = [], []
     for layer in net.layers:
@@ -298,7 +296,7 @@ def run_stock(
     if reset_interval:
         kwargs.update(reset_interval=reset_interval, reset_offset=net.first_step(0) - 1)
     if not net.has_input_neurons and len(net.input_shape) == 3:
-        kwargs["input_shape"] = lava_order(net.input_shape)
+        kwargs["input_shape"] = lava_shape(net.input_shape)
     stock = hdf5.Network(net_config=net.path, **kwargs)
     source = io.source.RingBuffer(data=np.moveaxis(stream, 0, -1))
     sink = io.sink.RingBuffer(shape=stock.out.shape, buffer=total)

@@ -236,7 +236,9 @@ def _stock_readout(net, raster: np.ndarray, readout: str, reference, n: int, ste
 
 def _lava_flat(w: np.ndarray) -> np.ndarray:
     """[N, T, C, H, W] -> [N, T, W H C] (Lava's flat order); [N, T, F] stays."""
-    return w.transpose(0, 1, 4, 3, 2).reshape(*w.shape[:2], -1) if w.ndim == 5 else w
+    from rssnn.layout import swap_layout
+
+    return swap_layout(w, axis=2).reshape(*w.shape[:2], -1) if w.ndim == 5 else w
 
 
 def cost_activity(net_path: str, inputs_path: str, limit: int, steps: int | None = None) -> dict[str, Any]:

@@ -20,15 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from rssnn.layout import lava_conv_weight, lava_shape, swap_layout
 from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet, SkipSynapse
 from rssnn.neuron import LoihiCuba
 
 from .dlif.process import DLIF
-
-
-def lava_order(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """(C, H, W) -> Lava's (x, y, c) = (W, H, C); (F,) stays."""
-    return tuple(shape[::-1]) if len(shape) == 3 else tuple(shape)
 
 
 def _per_neuron(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -38,13 +34,13 @@ def _per_neuron(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def _bias(layer: LoweredLayer, shape: tuple[int, ...]) -> np.ndarray:
     b = np.asarray(layer.bias, dtype=np.int64)
-    return _per_neuron(b, shape) if b.ndim == 1 else b.transpose(2, 1, 0).copy()
+    return _per_neuron(b, shape) if b.ndim == 1 else swap_layout(b).copy()
 
 
 def _conv_args(syn: LoweredLayer | SkipSynapse) -> dict[str, Any]:
     """A conv synapse's arguments in Lava's layout, as NetX's ``create_conv`` makes them."""
     return dict(
-        weight=syn.weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1),
+        weight=lava_conv_weight(syn.weight),
         stride=np.array(syn.stride[::-1]),
         padding=np.array(syn.padding[::-1]),
         dilation=np.array([1, 1]),
@@ -86,7 +82,7 @@ def _connect_skip(source: Any, target: Any, skip: SkipSynapse, delay: int) -> No
 
     if skip.kind != "conv":
         raise UserError(f"a {skip.kind} skip synapse has no Lava mapping yet (conv skips only)")
-    synapse = ConvSynapse(input_shape=lava_order(skip.in_shape), num_message_bits=0, **_conv_args(skip))
+    synapse = ConvSynapse(input_shape=lava_shape(skip.in_shape), num_message_bits=0, **_conv_args(skip))
     spikes = source.out
     if delay > 0:
         hold = SpikeDelay(shape=source.out.shape, delay=delay)
@@ -118,9 +114,9 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
     steps = net.num_steps
     blocks, neurons, names, leaks, scales = [], [], [], [], []
     input_bits = INPUT_MESSAGE_BITS
-    prev_shape = lava_order(net.input_shape)
+    prev_shape = lava_shape(net.input_shape)
     for k, layer in enumerate(net.layers):
-        shape = lava_order(layer.out_shape)
+        shape = lava_shape(layer.out_shape)
         neuron = layer.neuron if layer.spiking else LoihiCuba.integrator()  # read-out: integrates
         params = dict(
             i_decay=_per_neuron(neuron.i_decay, shape[-1:]),

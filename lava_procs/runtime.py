@@ -19,6 +19,7 @@ import numpy as np
 
 from rssnn import activity, dynamics
 from rssnn.lava_guard import run_steps, stop
+from rssnn.layout import lava_flat
 from rssnn.lowered import LoweredNet, encode_input, first_step, steps_to_run
 from rssnn.synapse_kinds import kind_of
 
@@ -92,8 +93,8 @@ def _network_monitor(
         num_images=n,
         window_starts=[first_step(k) for k in range(len(sizes))],
         input_window_start=first_step(0) - 1,  # the source sends the frame the first synapse reads
-        fan_out=np.concatenate([activity.lava_flat(f) for f in fans[1:]]),
-        input_fan_out=activity.lava_flat(fans[0]),
+        fan_out=np.concatenate([lava_flat(f) for f in fans[1:]]),
+        input_fan_out=lava_flat(fans[0]),
         leak=np.concatenate([leak.ravel() for leak in clean.leaks]),
         state_unit=np.array([dynamics.state_to_float(1.0, scale) for scale in clean.scales]),
         mppd=len(copies) > 1,

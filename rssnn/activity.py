@@ -58,11 +58,6 @@ def fan_out(net: LoweredNet) -> list[np.ndarray]:
     return out
 
 
-def lava_flat(per_neuron: np.ndarray) -> np.ndarray:
-    """A [C, H, W] (or [F]) array flattened in Lava's (x, y, c) order."""
-    return np.ascontiguousarray(per_neuron.transpose(2, 1, 0) if per_neuron.ndim == 3 else per_neuron).ravel()
-
-
 def reference_counts(net: LoweredNet, pixels) -> dict[str, np.ndarray]:
     """Totals over the images (uint8 [N, 3, H, W]) from the integer reference: ``spikes`` and
     ``synops`` per spiking layer (int64 [L]) and ``input_macs`` (int64 scalar)."""

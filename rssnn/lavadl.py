@@ -35,6 +35,7 @@ import numpy as np
 
 from rssnn import dynamics
 from rssnn.errors import UserError, first_line
+from rssnn.layout import swap_layout
 from rssnn.neuron import LoihiCuba
 from rssnn.synapse_kinds import read_integers
 
@@ -199,7 +200,7 @@ def _bias(g: h5py.Group, out_shape: tuple[int, ...]) -> np.ndarray | None:
     if bias.shape == (out_shape[0],):
         return bias
     if len(out_shape) == 3 and bias.shape == tuple(out_shape[::-1]):
-        return bias.transpose(2, 1, 0)  # NetX's (x, y, c) per neuron
+        return swap_layout(bias)  # NetX's (x, y, c) per neuron
     raise ValueError(f"{g.name}/bias has shape {bias.shape}, expected ({out_shape[0]},)")
 
 

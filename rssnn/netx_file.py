@@ -23,6 +23,7 @@ import numpy as np
 from rssnn import __version__ as RSSNN_VERSION
 from rssnn import dynamics
 from rssnn.errors import UserError, first_line
+from rssnn.layout import swap_layout
 from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet, SkipSynapse
 from rssnn.neuron import LoihiCuba
 from rssnn.synapse_kinds import KINDS, kind_of, read_integers
@@ -68,7 +69,7 @@ def _neuron(handle: h5py.Group, neuron: LoihiCuba) -> None:
 def _bias_for_netx(layer: LoweredLayer) -> np.ndarray:
     """Per-channel bias as (C,); per-neuron bias in NetX's neuron order (x, y, c) = (W, H, C)."""
     b = np.asarray(layer.bias, dtype=np.int64)
-    return b if b.ndim == 1 else b.transpose(2, 1, 0)
+    return swap_layout(b)
 
 
 def extension_features(net: LoweredNet) -> list[str]:
@@ -451,7 +452,7 @@ def _bias(g: h5py.Group, out_shape: tuple[int, ...]) -> np.ndarray:
     if shape not in ((out_shape[0],), tuple(out_shape[::-1])):
         raise ValueError(f"{g.name}/bias has shape {shape}, expected ({out_shape[0]},) or {out_shape[::-1]}")
     bias = read_integers(g, "bias", shape)
-    return bias.transpose(2, 1, 0) if bias.ndim == 3 else bias
+    return swap_layout(bias)
 
 
 NEURON_FIELDS = ("iDecay", "vDecay", "vThMant")  # LoihiCuba's order

@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 
 from rssnn.errors import UserError
+from rssnn.layout import swap_layout
 
 
 def read_integers(
@@ -110,7 +111,7 @@ class ConvKind:
         )
 
     def lava_input(self, x: np.ndarray) -> np.ndarray:
-        return x.transpose(0, 3, 2, 1)  # N, W, H, C (Lava order)
+        return swap_layout(x, axis=1)  # N, W, H, C (Lava order)
 
 
 class DenseKind:
