@@ -147,16 +147,13 @@ def _quantise_weight(w: torch.Tensor, k: float) -> np.ndarray:
 
 
 def _check_exportable(model: nn.Module) -> None:
+    """The model kinds the exporter handles (a neuron with the per-step gain a[t] is refused as
+    its layer is folded, by ``DLIF.float_form``: the one place that says so)."""
     if not isinstance(model, SpikingNet | ResNet):
         _, why = model.stock_netx_exportable()
         raise UserError(
             f"cannot export {type(model).__name__}: {why}; the exporter handles "
             "feed-forward conv/pool/dense models (cpu, vgg5, vgg11) and residual ones (cpu-res, wrn16)"
-        )
-    if any(getattr(m, "gain", None) is not None for m in model.modules()):
-        raise UserError(
-            "cannot export: the per-step input gain a[t] (--learn-gain) has no "
-            "Loihi mapping; train without --learn-gain to deploy"
         )
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from rssnn import dynamics
+from rssnn.errors import UserError
 from rssnn.train.neurons import DLIF, NeuronConfig, dlif_reference
 
 
@@ -209,7 +210,7 @@ def test_gain_option_scales_input_per_step():
     assert spikes[0, 0].tolist() == [0.0, 0.0, 1.0, 1.0]
     spikes.sum().backward()
     assert neuron.gain.grad is not None and neuron.gain.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="no Loihi mapping"):
+    with pytest.raises(UserError, match="no Loihi mapping"):
         neuron.loihi_params(1 / 64)
 
 

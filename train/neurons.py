@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from rssnn import dynamics
+from rssnn.errors import UserError
 from rssnn.neuron import REFERENCE_LEAK, FloatCuba, LoihiCuba
 from rssnn.signals import deferred_signals
 
@@ -297,7 +298,17 @@ class DLIF(nn.Module):
     # -- Loihi ------------------------------------------------------------------------------
     def float_form(self) -> FloatCuba:
         """This layer's neuron as the core's float CUBA-LIF, parameters [C] (per-layer values
-        repeated): DLIF and the LIF baseline alike, after the Loihi range clamp."""
+        repeated): DLIF and the LIF baseline alike, after the Loihi range clamp.
+
+        The one refusal of the per-step input gain a[t] (UserError): a CUBA-LIF's parameters
+        are time-invariant, so no deployed form carries it. The exporter (export/lowering) and
+        :meth:`loihi_params` both come through here.
+        """
+        if self.gain is not None:
+            raise UserError(
+                "cannot export: the per-step input gain a[t] (--learn-gain) has no Loihi mapping "
+                "(Loihi weights are time-invariant); train without --learn-gain to deploy"
+            )
         leak, threshold, current_leak = (
             p.detach().double().expand(self.channels).cpu().numpy() for p in self.clamped()
         )
@@ -307,14 +318,9 @@ class DLIF(nn.Module):
         """Integer Loihi parameters for a layer whose weights are ``w_int * weight_step``.
 
         Returns per-channel int64 arrays ``iDecay``, ``vDecay`` and ``vThMant``. The threshold
-        becomes ``round(threshold / weight_step)``; a value outside 17 bits raises ValueError.
+        becomes ``round(threshold / weight_step)``; a value outside 17 bits raises ValueError,
+        a layer with the per-step gain UserError (:meth:`float_form`).
         """
-        if self.gain is not None:
-            raise ValueError(
-                "the per-step input gain a[t] has no Loihi mapping "
-                "(Loihi weights are time-invariant); train without --learn-gain "
-                "to export"
-            )
         return self.float_form().to_loihi(weight_step).netx()
 
     @torch.no_grad()
