@@ -170,6 +170,8 @@ def run_cell(
 
 
 def main(argv: list[str] | None = None) -> int:
+    from rssnn.cli_support import add_data_flags
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--train-limit", type=int, default=10000, help="training images per cell")
     ap.add_argument("--epochs", type=int, default=3)
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report-only", action="store_true", help="tabulate the finished cells only")
     ap.add_argument("--jobs", type=int, default=1, help="cells run at once (a GPU machine: 8-12)")
     ap.add_argument("--eval-batch-size", type=int, default=100, help="images per attack batch")
-    ap.add_argument("--data-root", default=None, help="CIFAR folder (default: the offline copy)")
+    add_data_flags(ap, split=False)
     ap.add_argument(
         "--stop-after-minutes", type=float, default=None, help="start no new cell after this long"
     )

@@ -55,7 +55,7 @@ def _fraction(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rssnn.cli_support import OneLineParser
+    from rssnn.cli_support import OneLineParser, add_data_flags
 
     ap = OneLineParser(
         prog="rssnn certify", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -73,8 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--skip", type=int, default=1, help="certify every SKIP-th image of the split (default 1)"
     )
-    ap.add_argument("--data-root", default=None, help="CIFAR folder (default ../shared/data/cifar10)")
-    ap.add_argument("--split", choices=("val", "test"), default="val", help="default val")
+    add_data_flags(ap)
     ap.add_argument("--batch-size", type=int, default=200, help="noisy copies per forward (default 200)")
     ap.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     ap.add_argument(

@@ -216,7 +216,7 @@ def _activity_and_energy(act: dict, cores) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rssnn.cli_support import OneLineParser, run_cli
+    from rssnn.cli_support import OneLineParser, add_data_flags, run_cli
 
     ap = OneLineParser(
         prog="rssnn cost", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -238,12 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="also run N held-out images in Lava: activity per layer and the energy range",
     )
-    ap.add_argument(
-        "--data-root", default=None, help="CIFAR folder for --images (default ../shared/data/cifar10)"
-    )
-    ap.add_argument(
-        "--split", choices=("val", "test", "train"), default="val", help="split for --images (val)"
-    )
+    add_data_flags(ap)  # with --images N
     ap.add_argument(
         "--inputs",
         default=None,

@@ -78,6 +78,8 @@ def pipeline(out: Path, data: list[str], download: bool) -> list[tuple[str, list
 
 
 def main(argv: list[str] | None = None) -> int:
+    from rssnn.cli_support import add_data_flags
+
     ap = argparse.ArgumentParser(
         prog="python -m rssnn.commands.demo",
         description=__doc__,
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", default="runs/main", help="folder for every output (default runs/main)")
     ap.add_argument("--fresh", action="store_true", help="delete --out and start over")
-    ap.add_argument("--data-root", default=None, help="CIFAR-10 folder (default ../shared/data/cifar10)")
+    add_data_flags(ap, split=False)
     ap.add_argument("--download", action="store_true", help="download CIFAR-10 into --data-root")
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()

@@ -42,7 +42,7 @@ from typing import Any
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rssnn.cli_support import OneLineParser
+    from rssnn.cli_support import OneLineParser, add_data_flags
 
     ap = OneLineParser(
         prog="python export/to_netx.py",
@@ -81,12 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="verify on N images in Lava (default 0: no verification)",
     )
-    ap.add_argument(
-        "--data-root", default=None, help="CIFAR folder for --verify (default ../shared/data/cifar10)"
-    )
-    ap.add_argument(
-        "--split", choices=("val", "test", "train"), default="val", help="split for --verify (default val)"
-    )
+    add_data_flags(ap)  # the images of --verify
     ap.add_argument("--verify-report", default=None, help="JSON report of the verification")
     ap.add_argument(
         "--allow-mismatch", action="store_true", help="keep the file even if Lava and PyTorch disagree"

@@ -31,7 +31,7 @@ from typing import Any
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rssnn.cli_support import OneLineParser
+    from rssnn.cli_support import OneLineParser, add_data_flags
 
     ap = OneLineParser(
         prog="python export/to_nir.py",
@@ -53,10 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --verify: importers to run the file in (comma list of snntorch, norse, "
         "norse-fx; empty: our float reference only; default snntorch,norse)",
     )
-    ap.add_argument(
-        "--data-root", default=None, help="CIFAR folder for --verify (default ../shared/data/cifar10)"
-    )
-    ap.add_argument("--split", choices=("val", "test", "train"), default="val", help="split for --verify")
+    add_data_flags(ap)  # the images of --verify
     ap.add_argument("--verify-report", default=None, help="JSON report of the verification")
     ap.add_argument("--force", action="store_true", help="replace an existing --out file")
     return ap

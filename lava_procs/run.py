@@ -31,7 +31,7 @@ import numpy as np
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rssnn.cli_support import OneLineParser
+    from rssnn.cli_support import OneLineParser, add_data_flags
 
     ap = OneLineParser(
         prog="python -m lava_procs.run",
@@ -39,8 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--net", required=True, help="NetX file (export/to_netx.py; lava-dl's with --inputs)")
-    ap.add_argument("--data-root", default=None, help="CIFAR folder (default ../shared/data/cifar10)")
-    ap.add_argument("--split", choices=("val", "test"), default="val", help="default val")
+    add_data_flags(ap)
     ap.add_argument("--limit", type=int, default=20, help="number of images (default 20)")
     ap.add_argument(
         "--perturb",

@@ -50,6 +50,36 @@ def exit_process(code: int) -> NoReturn:
     sys.exit(code)
 
 
+# What --split may choose wherever a command evaluates, verifies or measures on images: the
+# images the run held out (val) or the test batch (test). The training images are never a
+# choice there: a number measured on them says nothing about the deployed model.
+SPLITS = ("val", "test")
+
+
+def add_data_flags(parser: argparse._ActionsContainer, *, split: bool = True) -> None:
+    """``--data-root`` (dest ``data_root``, default None: the offline copy) and, with ``split``,
+    ``--split`` (dest ``split``, one of :data:`SPLITS`, default val): one definition and one help
+    text for every command. ``parser`` is a parser or one of its argument groups.
+
+    A test split that the data lacks (the offline copy has no test batch) is refused in one
+    line where the split is read (``rssnn.cifar.load_split``).
+    """
+    parser.add_argument(
+        "--data-root",
+        default=None,
+        help="CIFAR folder: the one holding cifar-10-batches-py / cifar-100-python, or that folder "
+        "itself (default: ../shared/data/cifar10 beside the project)",
+    )
+    if split:
+        parser.add_argument(
+            "--split",
+            choices=SPLITS,
+            default="val",
+            help="images to use: val, the ones the training run held out (its --val-size and "
+            "--split-seed), or test, the test batch (the offline copy has none) (default: val)",
+        )
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage dump), exit status 2 as argparse's own."""
 

@@ -230,7 +230,7 @@ def test_bad_training_flags_fail_before_anything_is_written(cifar_root, tmp_path
         (["--transfer-checkpoint", "/nonexistent.pt"], "does not exist"),
         (["--checkpoint", "/nonexistent.pt"], "does not exist"),
         (["--checkpoint", "{run}/metrics.csv"], "corrupt or not"),
-        (["--split", "train2"], "unknown split"),
+        (["--split", "train2"], "invalid choice: 'train2'"),
         (["--attacks", "clean,blur:3"], "unknown attack"),
         (["--attacks", "pgd:x:7"], "malformed attack"),
     ],

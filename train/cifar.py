@@ -42,13 +42,10 @@ def _fraction(text: str) -> float:
 
 def _data_arguments(group: argparse._ArgumentGroup) -> None:
     """The data flags."""
+    from rssnn.cli_support import add_data_flags
+
     group.add_argument("--dataset", choices=("cifar10", "cifar100"), default="cifar10")
-    group.add_argument(
-        "--data-root",
-        default=None,
-        help="folder holding cifar-10-batches-py / cifar-100-python, or that folder "
-        "itself (default: ../shared/data/cifar10 beside the project)",
-    )
+    add_data_flags(group, split=False)
     group.add_argument("--download", action="store_true", help="download the dataset if missing")
     group.add_argument(
         "--val-size",

@@ -36,7 +36,7 @@ MASKING_CHECK_ATTACK = "pgd:64/255:10:16/255"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rssnn.cli_support import OneLineParser
+    from rssnn.cli_support import OneLineParser, add_data_flags
 
     from .attacks import DEFAULT_ATTACKS
 
@@ -46,8 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--checkpoint", required=True, help="checkpoint from train/cifar.py")
-    ap.add_argument("--data-root", default=None, help="CIFAR folder (default ../shared/data/cifar10)")
-    ap.add_argument("--split", default="val", help="val or test (default val)")
+    add_data_flags(ap)
     ap.add_argument("--limit", type=int, default=1000, help="images to evaluate (default 1000)")
     ap.add_argument(
         "--attacks",
@@ -415,8 +414,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             specs += [s for s in parse_attacks(MASKING_CHECK_ATTACK) if s.text not in {x.text for x in specs}]
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    if args.split not in ("val", "test"):
-        raise UserError(f"unknown split '{args.split}': use val or test")
     for ok, msg in (
         (args.limit >= 1, f"--limit must be >= 1, got {args.limit}"),
         (args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}"),
