@@ -210,9 +210,11 @@ def _export_to(partial: Path, out: Path, args, source: dict[str, Any]) -> dict[s
 
     from ..train import data
 
-    t0 = time.perf_counter()
     net, cfg = source["net"], source["config"]
     meta = dict(source["meta"], verified=False, verification="not verified (--verify 0)")
+    # the images first: a missing split is one line before anything is written or printed
+    split = data.load_run_split(args.data_root, meta["dataset"], args.split, cfg) if args.verify > 0 else None
+    t0 = time.perf_counter()
     kind = netx_file.write(partial, net, meta)
     export_s = time.perf_counter() - t0
     print(
@@ -220,10 +222,9 @@ def _export_to(partial: Path, out: Path, args, source: dict[str, Any]) -> dict[s
         f"T={net.num_steps}) in {export_s:.1f} s"
     )
     result: dict[str, Any] = dict(file=str(out), kind=kind, export_seconds=export_s, verified=False)
-    if args.verify > 0:
+    if split is not None:
         from .verify import fixed_point_accuracy, verify
 
-        split = data.load_run_split(args.data_root, meta["dataset"], args.split, cfg)
         n = min(args.verify, len(split))
         predict = source["float_predict"]
         report = verify(partial, net, predict, split.images[:n], split.labels[:n])
