@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from rssnn.errors import UserError
+from rssnn.netx_file import MAX_NUM_STEPS
 from rssnn.neuron import FloatCuba
 from rssnn.synapse_kinds import conv_output_shape
 
@@ -328,8 +329,8 @@ def _input_range(value: Any) -> tuple[float, float]:
 
 def check_flags(num_steps: int | None, dt: float | None, input_range) -> None:
     """The import's settings (flags or metadata) in range, or one line (UserError)."""
-    if num_steps is not None and not 1 <= num_steps <= 4096:
-        raise UserError(f"num_steps must be in 1..4096, got {num_steps}")
+    if num_steps is not None and not 1 <= num_steps <= MAX_NUM_STEPS:
+        raise UserError(f"num_steps must be in 1..{MAX_NUM_STEPS}, got {num_steps}")
     if dt is not None and not (np.isfinite(dt) and dt > 0):
         raise UserError(f"dt must be a finite time step > 0, got {dt}")
     if input_range is not None:
