@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job: set up .venv (if needed), then the whole pipeline on real CIFAR-10:
 # train (DLIF + MS-MPPD, Gaussian noise) -> evaluate attacks -> export to NetX + verify in Lava
-# -> run on Lava with the on-device MPPD monitor -> Loihi 2 cost -> summary table. About 8 minutes
-# on 2 cores once .venv exists (docs/results.md).
+# -> run on Lava with the on-device MPPD monitor -> Loihi 2 cost -> summary table. 9-10 minutes
+# on 2 cores once .venv exists (training keeps a 5-minute budget; docs/architecture.md).
 # A second call reuses finished stages (RSSNN_FRESH=1 starts over). Extra args go to rssnn.commands.demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
