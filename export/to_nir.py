@@ -99,6 +99,12 @@ def _claimed_export(args, out: Path, frameworks: list[str]) -> dict[str, Any]:
     ckpt = checkpoint.load(ckpt_path)
     model = checkpoint.restore_model(ckpt, ckpt_path).eval()
     class_names = ckpt.get("class_names") or [str(i) for i in range(10)]
+    split = None
+    if args.verify > 0:  # the images first: a missing split is one line before anything is written
+        from ..train import data
+
+        run_config = ckpt.get("config", {})
+        split = data.load_run_split(args.data_root, ckpt["model"]["dataset"], args.split, run_config)
     t0 = time.perf_counter()
     net = lowering.fold(model)
     graph = nir_graph.to_nir(net, args.dt, class_names)
@@ -115,25 +121,24 @@ def _claimed_export(args, out: Path, frameworks: list[str]) -> dict[str, Any]:
             f"T={net.num_steps}, dt={args.dt:g}) in {time.perf_counter() - t0:.1f} s"
         )
         result: dict[str, Any] = dict(file=str(out), nodes=len(graph.nodes), dt=args.dt)
-        if args.verify > 0:
-            result["verification"] = _verify(args, partial, model, ckpt, frameworks)
+        if split is not None:
+            result["verification"] = _verify(args, partial, model, split, frameworks)
         install_export(partial, out, args.force)
     finally:
         partial.unlink(missing_ok=True)
     return result
 
 
-def _verify(args, path: Path, model, ckpt, frameworks: list[str]) -> dict[str, Any]:
-    """The written file, read back, against the checkpoint's predictions on N images."""
+def _verify(args, path: Path, model, split, frameworks: list[str]) -> dict[str, Any]:
+    """The written file, read back, against the checkpoint's predictions on N images of ``split``
+    (the run's held-out images, a ``train.data.Split``)."""
     import numpy as np
 
     from rssnn.atomic import atomic_write_text
 
-    from ..train import data
     from . import folded, nir_graph, nir_runtimes
     from .verify import model_predictor
 
-    split = data.load_run_split(args.data_root, ckpt["model"]["dataset"], args.split, ckpt.get("config", {}))
     n = min(args.verify, len(split))
     pixels, labels = split.images[:n], split.labels[:n].numpy()
     graph = nir_graph.read(path)

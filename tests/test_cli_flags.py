@@ -69,3 +69,12 @@ def test_a_missing_test_batch_is_one_line_before_any_attack(cifar_root, tiny_run
     captured = capsys.readouterr()
     assert code == 2 and "no test split in" in captured.err and "wrote" not in captured.out, captured
     assert not out.exists() and not list(tmp_path.glob(".*partial"))
+    from rssnn.export import to_nir
+
+    out = tmp_path / "m.nir"
+    argv = ["--checkpoint", str(tiny_run / "best.pt"), "--out", str(out), "--data-root", str(tmp_path),
+            "--split", "test", "--verify", "2"]  # fmt: skip
+    code = call_main(to_nir.main, argv)
+    captured = capsys.readouterr()
+    assert code == 2 and "no test split in" in captured.err and "wrote" not in captured.out, captured
+    assert not out.exists()
