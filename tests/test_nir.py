@@ -141,7 +141,8 @@ def test_a_residual_graph_round_trips_to_the_same_integers(val_images, tmp_path)
 
 
 def _train_snntorch_net(pixels: torch.Tensor, labels: torch.Tensor, num_steps: int) -> torch.nn.Module:
-    """A small CUBA-LIF conv network in snnTorch, trained for one pass over the images. Its second
+    """A small CUBA-LIF conv network in snnTorch (4 and 8 channels: half the 8/16 it had, the
+    same 0.823 agreement, 14 s instead of 20), trained for one pass over the images. Its second
     conv has no bias: its neurons keep a current, and Loihi adds a bias to v, not to the current
     (the first layer's bias rides on the input's bias channel, a current, so it may have one)."""
     import snntorch as snn
@@ -158,9 +159,9 @@ def _train_snntorch_net(pixels: torch.Tensor, labels: torch.Tensor, num_steps: i
         )  # fmt: skip
 
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), neuron(8, 32, 32), torch.nn.AvgPool2d(2),
-        torch.nn.Conv2d(8, 16, 3, padding=1, bias=False), neuron(16, 16, 16), torch.nn.AvgPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(16 * 8 * 8, 10),
+        torch.nn.Conv2d(3, 4, 3, padding=1), neuron(4, 32, 32), torch.nn.AvgPool2d(2),
+        torch.nn.Conv2d(4, 8, 3, padding=1, bias=False), neuron(8, 16, 16), torch.nn.AvgPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 8, 10),
     )  # fmt: skip
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     for i in range(0, len(pixels), 50):
