@@ -59,22 +59,14 @@ def test_a_missing_test_batch_is_one_line_before_any_attack(cifar_root, tiny_run
     code = call_main(evaluate.main, argv)
     assert_one_line_error(capsys, code, "no test split in")
     assert not (tmp_path / "e.json").exists()
-    # the exporter refuses it before it writes (or announces) a file
-    from rssnn.export import to_netx
+    # the exporters refuse it before they write (or announce) a file
+    from rssnn.export import to_netx, to_nir
 
-    out = tmp_path / "m.net"
-    argv = ["--checkpoint", str(tiny_run / "best.pt"), "--out", str(out), "--data-root", str(tmp_path),
-            "--split", "test", "--verify", "2"]  # fmt: skip
-    code = call_main(to_netx.main, argv)
-    captured = capsys.readouterr()
-    assert code == 2 and "no test split in" in captured.err and "wrote" not in captured.out, captured
-    assert not out.exists() and not list(tmp_path.glob(".*partial"))
-    from rssnn.export import to_nir
-
-    out = tmp_path / "m.nir"
-    argv = ["--checkpoint", str(tiny_run / "best.pt"), "--out", str(out), "--data-root", str(tmp_path),
-            "--split", "test", "--verify", "2"]  # fmt: skip
-    code = call_main(to_nir.main, argv)
-    captured = capsys.readouterr()
-    assert code == 2 and "no test split in" in captured.err and "wrote" not in captured.out, captured
-    assert not out.exists()
+    for command, name in ((to_netx, "m.net"), (to_nir, "m.nir")):
+        out = tmp_path / name
+        argv = ["--checkpoint", str(tiny_run / "best.pt"), "--out", str(out), "--data-root", str(tmp_path),
+                "--split", "test", "--verify", "2"]  # fmt: skip
+        code = call_main(command.main, argv)
+        captured = capsys.readouterr()
+        assert code == 2 and "no test split in" in captured.err and "wrote" not in captured.out, captured
+        assert not out.exists() and not list(tmp_path.glob(".*partial"))
