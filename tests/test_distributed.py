@@ -72,7 +72,9 @@ COMMON = ["--train-limit", "40", "--mppd-layers", "all", *TINY]
 def test_two_ranks_train_what_one_process_trains_and_resume_alike(cifar_root, tmp_path, capsys):
     """At the default seed (0), 2 steps of 2-rank DDP (per-rank batch 10, synchronised
     BatchNorm, Gaussian noise and MS-MPPD on every layer) end with the parameters of one process
-    with batch 20 on the same data order; both then resume for a second epoch and still agree."""
+    with batch 20 on the same data order; both then resume for a second epoch and still agree.
+    The second epoch draws another permutation and other noise (``epoch_generator``), so a run
+    at a second seed (issue 30, 25 s of the suite) would add no gradient path this one misses."""
     from rssnn.export import to_netx
     from rssnn.train import cifar
 
@@ -90,13 +92,6 @@ def test_two_ranks_train_what_one_process_trains_and_resume_alike(cifar_root, tm
     assert checkpoint.load(ddp / "last.pt")["epoch"] == 2
     # a checkpoint written under DDP is an ordinary one: the single-process export reads it
     assert to_netx.main(["--checkpoint", str(ddp / "best.pt"), "--out", str(tmp_path / "m.net")]) == 0
-
-
-def test_two_ranks_train_what_one_process_trains_at_another_seed(cifar_root, tmp_path):
-    """Issue 30: the equivalence held at --seed 1 but was reported broken at the default; both
-    are run (seed 1 here, 0 above)."""
-    common = ["--data-root", str(cifar_root), *COMMON]
-    _ddp_and_one(common, tmp_path / "ddp", tmp_path / "one", "--epochs", "1", "--seed", "1")
 
 
 def _workers(launcher: int) -> list[int]:
