@@ -41,3 +41,10 @@ def lava_conv_weight(weight: np.ndarray) -> np.ndarray:
     the kernel flipped in both spatial axes and its (I, y, x) axes swapped, as NetX's
     ``create_conv`` does with the same HDF5 weight (a view)."""
     return swap_layout(weight[:, :, ::-1, ::-1], axis=1)
+
+
+def channel_first(values: np.ndarray, ndim: int) -> np.ndarray:
+    """Per-channel values (C,) as int64 shaped to broadcast against a (C, ...) array of ``ndim``
+    axes: [C, 1, 1] for (C, H, W); one value (size 1) becomes a scalar array."""
+    v = np.asarray(values, dtype=np.int64).reshape(-1)
+    return v.reshape((-1,) + (1,) * (ndim - 1)) if v.size > 1 else v.reshape(())

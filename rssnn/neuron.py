@@ -1,4 +1,5 @@
-"""The one neuron family of rssnn-lava, CUBA-LIF, in its two forms (numpy only).
+"""The CUBA-LIF neuron of rssnn-lava in its two forms (numpy only): the float and the integer form
+of the CUBA neuron kind (:mod:`rssnn.neuron_cuba`, one entry of :mod:`rssnn.neuron_kinds`).
 
 ``FloatCuba`` is the neuron as training sees it (float leak, threshold and current leak per
 channel) and as Lava's floating-point model runs it; ``LoihiCuba`` is the same neuron in Loihi 2

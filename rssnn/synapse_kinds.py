@@ -50,6 +50,17 @@ def read_integers(
     return values.astype(np.int64)
 
 
+def read_text(dset: h5py.Dataset) -> str:
+    """A NetX text field (``type``, ``activation``): one bytes or str value, scalar or length 1
+    (ValueError for more), decoded as ASCII."""
+    value = dset[()]
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            raise ValueError(f"{dset.name} holds more than one value")
+        value = value.reshape(-1)[0]
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+
+
 def conv_output_shape(
     in_shape: tuple[int, ...],
     weight_shape: tuple[int, ...],
