@@ -28,10 +28,9 @@ from rssnn.lava_guard import run_steps, stop
 from rssnn.lavadl import LavaDlNet
 from rssnn.layout import lava_conv_weight, lava_flat, lava_shape, swap_layout
 
-from .dlif.process import DLIF
+from . import neuron_procs
 from .io.process import OutputRecorder, SampleSource
 from .monitor.process import NetworkMonitor
-from .sdn.process import SDN
 
 READOUTS = ("spikes", "voltage", "output")
 
@@ -42,34 +41,16 @@ def to_lava(data: np.ndarray) -> np.ndarray:
 
 
 def _neuron_params(net: LavaDlNet, k: int, reset_interval: int) -> dict[str, Any]:
+    """Layer k's NetX neuron_params from its kind's Lava process (:mod:`lava_procs.neuron_procs`);
+    CUBA layers reset every ``reset_interval`` steps from their first window on."""
     layer = net.layers[k]
     n = layer.neuron
-    shape = lava_shape(layer.out_shape)
-    if n.model == "cuba":
-        per = {
-            key: np.broadcast_to(np.asarray(v, dtype=np.int64).reshape(-1), shape[-1:]).copy()
-            for key, v in (
-                ("i_decay", n.cuba.i_decay),
-                ("v_decay", n.cuba.v_decay),
-                ("vth_mant", n.cuba.vth_mant),
-            )
-        }
-        return dict(
-            neuron_proc=DLIF,
-            bias_key="bias_mant",
-            num_message_bits=n.message_bits,
-            reset_interval=reset_interval,
-            reset_offset=net.first_step(k) % reset_interval if reset_interval else 0,
-            **per,
-        )
-    return dict(
-        neuron_proc=SDN,
-        bias_key="bias",
-        num_message_bits=n.message_bits,
-        mode=n.model,
-        vth=n.vth,
-        spike_exp=lavadl.SDNN_EXP,
-        state_exp=lavadl.SDNN_EXP,
+    return neuron_procs.of(n.kind).neuron_params(
+        n.params,
+        lava_shape(layer.out_shape),
+        message_bits=n.message_bits,
+        reset_interval=reset_interval,
+        reset_offset=net.first_step(k) % reset_interval if reset_interval else 0,
     )
 
 
@@ -210,7 +191,7 @@ def _monitor(
     source_fan, fans = lavadl.fan_outs(net)
     leaks, units = [], []
     for layer in net.layers:
-        if layer.neuron.model == "cuba":
+        if layer.neuron.kind.has_membrane:
             leak, unit = lavadl.mppd_unit(layer)
             leaks.append(
                 lava_flat(

@@ -1,7 +1,8 @@
 """Build the Lava graph of an exported network, reusing lava-dl NetX's blocks.
 
 NetX's ``Conv`` / ``Dense`` blocks wrap a Lava synapse process and a neuron process chosen by
-``neuron_params['neuron_proc']``; we pass our :class:`~lava_procs.dlif.process.DLIF` there, so
+``neuron_params['neuron_proc']``; we pass our :class:`~lava_procs.dlif.process.DLIF` there (the
+CUBA kind's process in :mod:`lava_procs.neuron_procs`), so
 per-channel leaks and thresholds are first-class Vars (stock NetX's ``LIF`` cannot read them
 back) while the synapses, weight layouts and block wiring are NetX's own. The weight and
 stride transforms mirror ``lava.lib.dl.netx.hdf5.Network.create_conv/create_dense``.
@@ -22,9 +23,14 @@ import numpy as np
 
 from rssnn.layout import lava_conv_weight, lava_shape, swap_layout
 from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet, SkipSynapse
+from rssnn.netx_file import FILE_KIND
 from rssnn.neuron import LoihiCuba
 
 from .dlif.process import DLIF
+from .neuron_procs import of as neuron_proc
+
+# Our files' neuron kind (rssnn.netx_file.FILE_KIND, CUBA) as a Lava process: DLIF.
+FILE_PROC = neuron_proc(FILE_KIND)
 
 
 def _per_neuron(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -118,18 +124,8 @@ def build(net: LoweredNet, reset_offset: int = 1, gains: list[np.ndarray] | None
     for k, layer in enumerate(net.layers):
         shape = lava_shape(layer.out_shape)
         neuron = layer.neuron if layer.spiking else LoihiCuba.integrator()  # read-out: integrates
-        params = dict(
-            i_decay=_per_neuron(neuron.i_decay, shape[-1:]),
-            v_decay=_per_neuron(neuron.v_decay, shape[-1:]),
-            vth_mant=_per_neuron(neuron.vth_mant, shape[-1:]),
-        )
-        neuron_params = dict(
-            neuron_proc=DLIF,
-            bias_key="bias_mant",
-            num_message_bits=0,
-            reset_interval=steps,
-            reset_offset=(reset_offset + 1 + k) % steps,
-            **params,
+        neuron_params = FILE_PROC.neuron_params(
+            neuron, shape, message_bits=0, reset_interval=steps, reset_offset=(reset_offset + 1 + k) % steps
         )
         if gains is not None and layer.spiking:
             neuron_params["gain"] = gains[len(neurons)]

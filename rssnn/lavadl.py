@@ -5,13 +5,16 @@ lava-dl users hold files that ``lava.lib.dl.slayer`` blocks exported (``export_h
 optional ``input`` layer, then ``conv`` / ``pool`` / ``flatten`` / ``dense`` layers, each with a
 neuron: CUBA (``LOIHI`` is its older name) or sigma-delta (``SDNN``). This module reads such a
 file through :func:`rssnn.netx_file.open_checked` (the same structure checks as our own files)
-into a :class:`LavaDlNet` that follows lava-dl NetX's ``hdf5.Network`` exactly:
+into a :class:`LavaDlNet` that follows lava-dl NetX's ``hdf5.Network`` exactly. Each layer's
+neuron kind comes from :mod:`rssnn.neuron_kinds` by its NetX type, which reads its fields and
+steps it:
 
-* CUBA: Loihi 2 CUBA-LIF (:class:`rssnn.neuron.LoihiCuba`); ``du = iDecay - 1`` in Lava plus its
-  offset 1 is ``iDecay`` here. Output spikes are binary (0 message bits).
-* SDNN: an input layer is a *delta* encoder, ``sigma_output`` marks a *sigma* decoder, every other
-  layer a *sigma-delta* neuron with ReLU; ``spike_exp = state_exp = 6`` and 16 message bits, as
-  NetX sets them (Lava's ``lava.proc.sdn`` fixed-point models define the arithmetic).
+* CUBA (:mod:`rssnn.neuron_cuba`): Loihi 2 CUBA-LIF (:class:`rssnn.neuron.LoihiCuba`);
+  ``du = iDecay - 1`` in Lava plus its offset 1 is ``iDecay`` here. Binary spikes (0 message bits).
+* SDNN (:mod:`rssnn.neuron_sigma_delta`): an input layer is a *delta* encoder, ``sigma_output``
+  marks a *sigma* decoder, every other layer a *sigma-delta* neuron with ReLU;
+  ``spike_exp = state_exp = 6`` and 16 message bits, as NetX sets them (Lava's ``lava.proc.sdn``
+  fixed-point models define the arithmetic).
 * ``pool`` (which NetX cannot load) is a depthwise convolution with the pool kernel in every
   channel, as lava-dl's own pool synapse computes it.
 * ``delay`` of a dense layer is NetX's per-output (or per-input) synaptic delay (``DelayDense``,
@@ -33,22 +36,19 @@ from typing import Any
 import h5py
 import numpy as np
 
-from rssnn import dynamics
+from rssnn import dynamics, neuron_kinds
 from rssnn.errors import UserError, first_line
-from rssnn.layout import swap_layout
+from rssnn.layout import channel_first, swap_layout
 from rssnn.neuron import LoihiCuba
-from rssnn.synapse_kinds import read_integers
+from rssnn.neuron_sigma_delta import SigmaDeltaNeuron
+from rssnn.synapse_kinds import read_integers, read_text
 
-CUBA_TYPES = ("CUBA", "LOIHI")
-SDNN_TYPE = "SDNN"
-SDNN_EXP = 6  # NetX's spike_exp and state_exp of sigma-delta neurons
-SDNN_MESSAGE_BITS = 16  # NetX's default message bits of sigma-delta neurons
 MAX_DELAY = 62  # NetX clamps dense delays to this (DelayDense, max_delay=62)
 CONV_CLAMP_BITS = 24  # Lava's Conv models clamp their output to 24 signed bits
 # NetX's neuron for a dense layer without one: a non-leaky integrator that never fires. Its
 # threshold is written ``1 << 18 - 1`` there, which Python reads as 1 << 17.
 INTEGRATOR = dict(iDecay=0, vDecay=dynamics.DECAY_UNITY, vThMant=1 << 17)
-SUPPORTED = "input, conv, pool, flatten, dense; neurons CUBA/LOIHI and SDNN"
+SUPPORTED = f"input, conv, pool, flatten, dense; neurons {neuron_kinds.known()}"
 
 
 @dataclass
@@ -65,6 +65,16 @@ class Neuron:
     @property
     def graded(self) -> bool:
         return self.model != "cuba"
+
+    @property
+    def kind(self) -> neuron_kinds.NeuronKind:
+        """Its neuron kind (:mod:`rssnn.neuron_kinds`)."""
+        return neuron_kinds.of_mode(self.model)
+
+    @property
+    def params(self) -> LoihiCuba | SigmaDeltaNeuron:
+        """Its parameters in its kind's integer form."""
+        return self.cuba if self.cuba is not None else SigmaDeltaNeuron(self.model, self.vth)
 
 
 @dataclass
@@ -102,8 +112,9 @@ class LavaDlNet:
 
     @property
     def model(self) -> str:
-        """'cuba' when every layer is CUBA, 'sdnn' when every one is sigma-delta, else 'mixed'."""
-        kinds = {"cuba" if layer.neuron.model == "cuba" else "sdnn" for layer in self.layers}
+        """'cuba' when every layer is CUBA, 'sdnn' when every one is sigma-delta, else 'mixed'
+        (the names of :data:`rssnn.neuron_kinds.KINDS`)."""
+        kinds = {layer.neuron.kind.name for layer in self.layers}
         return kinds.pop() if len(kinds) == 1 else "mixed"
 
     @property
@@ -119,15 +130,6 @@ class LavaDlNet:
     def total_steps(self, num_inputs: int, num_steps: int) -> int:
         """Steps until the last layer has handled every input's whole window."""
         return num_inputs * num_steps + self.first_step(len(self.layers) - 1)
-
-
-def _text(dset: Any) -> str:
-    value = dset[()] if isinstance(dset, h5py.Dataset) else dset
-    if isinstance(value, np.ndarray):
-        if value.size != 1:
-            raise ValueError("a text field holds more than one value")
-        value = value.reshape(-1)[0]
-    return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _scalar(g: h5py.Group, key: str) -> int:
@@ -148,13 +150,6 @@ def _pair(g: h5py.Group, key: str, default: int) -> tuple[int, int]:
     return (int(values[0]), int(values[1]))
 
 
-def _cuba_field(n: h5py.Group, key: str, channels: int) -> np.ndarray:
-    values = read_integers(n, key).reshape(-1)
-    if values.size not in (1, channels):
-        raise ValueError(f"{n.name}/{key} has {values.size} values for {channels} channels")
-    return values
-
-
 def _neuron(path: Path, g: h5py.Group, kind: str, channels: int) -> Neuron:
     if "neuron" not in g:
         if kind != "dense":
@@ -165,24 +160,22 @@ def _neuron(path: Path, g: h5py.Group, kind: str, channels: int) -> Neuron:
     n = g["neuron"]
     if "type" not in n:
         raise ValueError(f"{n.name} has no type")
-    neuron_type = _text(n["type"])
+    neuron_type = read_text(n["type"])
     bits = _scalar(n, "messageBits") if "messageBits" in n else None
-    if neuron_type in CUBA_TYPES:
-        cuba = LoihiCuba(*(_cuba_field(n, key, channels) for key in ("iDecay", "vDecay", "vThMant")))
-        return Neuron("cuba", cuba, message_bits=0 if bits is None else bits)
-    if neuron_type == SDNN_TYPE:
-        if "activation" in n and _text(n["activation"]).lower() != "relu":
-            raise UserError(
-                f"'{path}' {g.name}: sigma-delta activation '{_text(n['activation'])[:20]}' has no "
-                "model (NetX and this runner compute ReLU only)"
-            )
-        model = "delta" if kind == "input" else ("sigma" if "sigma_output" in n else "sigma_delta")
-        vth = 0 if model == "sigma" else _scalar(n, "vThMant")
-        return Neuron(model, vth=vth, message_bits=SDNN_MESSAGE_BITS if bits is None else bits)
-    raise UserError(
-        f"'{path}' {g.name}: neuron type '{neuron_type[:20]}' has no model in rssnn-lava's runner "
-        f"(supported: {SUPPORTED})"
-    )
+    neuron_kind = neuron_kinds.find(neuron_type)
+    if neuron_kind is None:
+        raise UserError(
+            f"'{path}' {g.name}: neuron type '{neuron_type[:20]}' has no model in rssnn-lava's runner "
+            f"(supported: {SUPPORTED})"
+        )
+    bits = neuron_kind.message_bits if bits is None else bits
+    if neuron_kind is neuron_kinds.KINDS["cuba"]:
+        return Neuron("cuba", neuron_kind.read(n, channels), message_bits=bits)
+    try:
+        sd = neuron_kind.read(n, input_layer=kind == "input")
+    except UserError as exc:
+        raise UserError(f"'{path}' {exc}") from None
+    return Neuron(sd.mode, vth=sd.vth, message_bits=bits)
 
 
 def _conv_shape(in_shape, weight_shape, stride, padding, dilation) -> tuple[int, int, int]:
@@ -550,11 +543,6 @@ def _synapse(layer: Layer, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _per_channel(values: np.ndarray, ndim: int) -> np.ndarray:
-    v = np.asarray(values, dtype=np.int64).reshape(-1)
-    return v.reshape((-1,) + (1,) * (ndim - 1)) if v.size > 1 else v.reshape(())
-
-
 def _neurons(layer: Layer, a: np.ndarray, reset_interval: int, reset_step: int, record: bool):
     """Run a layer's neurons over all steps on input a [S, *shape]: (messages, states or None)."""
     n = layer.neuron
@@ -565,49 +553,19 @@ def _neurons(layer: Layer, a: np.ndarray, reset_interval: int, reset_step: int, 
         np.zeros(shape, np.int64)
         if layer.bias is None
         else np.broadcast_to(
-            _per_channel(layer.bias, len(shape)) if layer.bias.ndim == 1 else layer.bias, shape
+            channel_first(layer.bias, len(shape)) if layer.bias.ndim == 1 else layer.bias, shape
         )
     )
-    if n.model == "cuba":
-        cuba = LoihiCuba(
-            *(_per_channel(p, len(shape)) for p in (n.cuba.i_decay, n.cuba.v_decay, n.cuba.vth_mant))
-        )
-        u = np.zeros(shape, np.int64)
-        v = np.zeros(shape, np.int64)
-        b = bias << dynamics.NETX_BIAS_EXP
-        for s in range(len(a)):
-            if reset_interval and (s + 1) % reset_interval == reset_step % reset_interval:
-                u[...] = 0
-                v[...] = 0
-            u, v, spikes = cuba.step(u, v, a[s], b)
-            out[s] = spikes
-            if record:
-                states[s] = (spikes, u, v)
-        return out, states
-    # Sigma-delta, as lava.proc.sdn's fixed-point models (Delta, SigmaDelta, Sigma) compute it.
-    scale = SDNN_EXP + SDNN_EXP
-    vth = n.vth << scale
-    sigma = np.zeros(shape, np.int64)
-    act = np.zeros(shape, np.int64)
-    residue = np.zeros(shape, np.int64)
-    b = bias << scale
+    kind = n.kind
+    neuron = kind.on_grid(n.params, len(shape))
+    b = bias << kind.bias_shift
+    state = kind.initial_state(shape)
     for s in range(len(a)):
-        if n.model == "sigma":
-            sigma = sigma + a[s]
-            out[s] = sigma
-        else:
-            if n.model == "delta":
-                new = a[s] << scale
-            else:
-                sigma = sigma + a[s]
-                new = np.maximum(sigma + b, 0)
-            delta = new - act + residue
-            sent = np.where(np.abs(delta) >= vth, delta, 0)
-            residue = delta - sent
-            act = new
-            out[s] = sent >> SDNN_EXP
+        if reset_interval and (s + 1) % reset_interval == reset_step % reset_interval:
+            state = kind.initial_state(shape)
+        state, out[s] = kind.step(neuron, state, a[s], b)
         if record:
-            states[s] = (out[s], sigma, act)
+            states[s] = kind.recorded(state, out[s])
     return out, states
 
 
@@ -636,7 +594,7 @@ def reference_run(
             if layer.flatten_before:
                 x = x.reshape(len(x), -1)
             a = _synapse(layer, x)
-        interval = reset_interval if layer.neuron.model == "cuba" else 0
+        interval = reset_interval if layer.neuron.kind.resets else 0
         x, st = _neurons(layer, a, interval, net.first_step(k), record_state)
         outputs.append(x)
         states.append(st)

@@ -7,7 +7,9 @@ documented, printed by the compiler or inferred, and one placement rule per laye
 printed for three lava-dl tutorial networks (mnist, PilotNet with sigma-delta neurons, PilotNet
 with CUBA neurons); docs/loihi2.md sets every printed figure beside what the rules give. The
 rules depend on shapes only, and the same rules serve every neuron model (the compiler tiled the
-CUBA and the sigma-delta PilotNet identically).
+CUBA and the sigma-delta PilotNet identically): a layer's neuron kind (:mod:`rssnn.neuron_kinds`,
+found by its NetX type) only names the constant that caps its neurons per core
+(``tile_resource``, ``neurons_per_core`` for both kinds), and an unknown type is refused.
 
 Rules (``N`` = :data:`RESOURCES` ``neurons_per_core``, ``M`` = ``synaptic_memory_words``):
 
@@ -44,6 +46,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from rssnn import neuron_kinds
 from rssnn.errors import UserError, first_line
 
 
@@ -103,8 +106,6 @@ RESOURCES: dict[str, Constant] = {
         "documented (upper bound)",
     ),
 }
-# Neuron types with a placement (lava-dl's netx reads LOIHI as CUBA: hdf5.Network.get_neuron_params).
-NEURON_MODELS = {"CUBA": "CUBA", "LOIHI": "CUBA", "SDNN": "SDNN"}
 
 # What the rules are checked against: cores per NetX layer index that Intel's compiler printed, and
 # the skip_layers the notebook built the network with (shared/data/loihi2/README.md; the CUBA
@@ -248,12 +249,13 @@ def place_layer(layer: LayerCost) -> LayerCost:
         raise UserError(
             f"layer {layer.index} ({layer.name}) has no neuron group; " f"a NetX {layer.kind} layer needs one"
         )
-    if layer.neuron_model not in NEURON_MODELS:
+    kind = neuron_kinds.find(layer.neuron_model)
+    if kind is None:
         raise UserError(
             f"layer {layer.index} ({layer.name}): no placement model for neuron type "
-            f"'{layer.neuron_model[:40]}'; known: CUBA (LOIHI is read as CUBA), SDNN"
+            f"'{layer.neuron_model[:40]}'; known: {neuron_kinds.known()}"
         )
-    cap, memory = int(_r("neurons_per_core")), _r("synaptic_memory_words")
+    cap, memory = int(_r(kind.tile_resource)), _r("synaptic_memory_words")
     if layer.kind == "dense":
         _place_dense(layer, cap, memory)
     else:

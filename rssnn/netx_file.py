@@ -26,10 +26,14 @@ from rssnn.errors import UserError, first_line
 from rssnn.layout import swap_layout
 from rssnn.lowered import INPUT_MESSAGE_BITS, LoweredLayer, LoweredNet, SkipSynapse
 from rssnn.neuron import LoihiCuba
+from rssnn.neuron_kinds import KINDS as NEURON_KINDS
+from rssnn.neuron_kinds import find as find_neuron_kind
 from rssnn.synapse_kinds import KINDS, kind_of, read_integers
 
 FORMAT = "rssnn-netx"
 VERSION = 1
+# The neuron kind of every spiking layer and the read-out of our files (rssnn.neuron_kinds).
+FILE_KIND = NEURON_KINDS["cuba"]
 
 # Bounds on what a file may declare, checked before anything is read or allocated (a crafted
 # file otherwise declares terabyte datasets or a billion time steps). They are far above any
@@ -54,16 +58,8 @@ def _type(handle: h5py.Group, name: str) -> None:
 
 
 def _neuron(handle: h5py.Group, neuron: LoihiCuba) -> None:
-    """NetX's CUBA neuron fields; a parameter equal across channels is written as a scalar."""
-
-    def scalar_or_array(a: np.ndarray):
-        return int(a[0]) if len(np.unique(a)) == 1 else a
-
-    handle.create_dataset("neuron/type", (1,), "S10", [b"CUBA"])
-    for key, value in neuron.netx().items():
-        handle.create_dataset(f"neuron/{key}", data=scalar_or_array(value))
-    handle.create_dataset("neuron/refDelay", data=1)
-    handle.create_dataset("neuron/gradedSpike", data=False)
+    """A layer's NetX neuron group: our files hold the CUBA kind only (its fields: neuron_cuba)."""
+    FILE_KIND.write(handle, neuron)
 
 
 def _bias_for_netx(layer: LoweredLayer) -> np.ndarray:
@@ -455,16 +451,17 @@ def _bias(g: h5py.Group, out_shape: tuple[int, ...]) -> np.ndarray:
     return swap_layout(bias)
 
 
-NEURON_FIELDS = ("iDecay", "vDecay", "vThMant")  # LoihiCuba's order
-
-
-def _neuron_field(g: h5py.Group, key: str, channels: int) -> np.ndarray:
-    """A neuron parameter: one value for the layer or one per channel, as (C,) int64."""
+def _file_neuron(path: Path, g: h5py.Group, index: int, channels: int) -> LoihiCuba:
+    """A spiking layer's neuron: its ``neuron/type`` must name our files' kind (CUBA; LOIHI is its
+    alias), and its fields are read and checked by that kind."""
     n = g["neuron"]
-    shape = n[key].shape if key in n else None
-    if shape not in ((), (1,), (channels,)):
-        raise ValueError(f"{n.name}/{key} has shape {shape}, expected a scalar or ({channels},)")
-    return np.broadcast_to(read_integers(n, key, shape), (channels,)).copy()
+    neuron_type = layer_type(n)
+    if find_neuron_kind(neuron_type) is not FILE_KIND:
+        raise UserError(
+            f"'{path}' layer {index}: neuron type '{neuron_type[:20]}' in an rssnn-lava file, whose "
+            f"neurons are {FILE_KIND.netx_type}; the file is damaged"
+        )
+    return FILE_KIND.read(n, channels)
 
 
 def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
@@ -510,9 +507,7 @@ def read(path: str | Path) -> tuple[LoweredNet, dict[str, Any]]:
                     scale=float(next(scales)),
                     flatten_before=flatten,
                     spiking=spiking,
-                    neuron=LoihiCuba(*(_neuron_field(g, key, c) for key in NEURON_FIELDS))
-                    if spiking
-                    else None,
+                    neuron=_file_neuron(path, g, i, c) if spiking else None,
                     **KINDS[kind].read(g, shape),
                 )
                 flatten = False

@@ -8,8 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from rssnn import loihi2, neuron_kinds
+from rssnn import loihi2, netx_file, neuron_kinds
 from rssnn.errors import UserError
+from rssnn.lowered import LoweredLayer, LoweredNet
 from rssnn.neuron import FloatCuba, LoihiCuba
 from rssnn.neuron_sigma_delta import SigmaDeltaNeuron
 
@@ -106,3 +107,50 @@ def test_cuba_fields_written_and_read_back(tmp_path):
         ]  # fmt: skip
         with pytest.raises(ValueError, match="iDecay has shape"):
             CUBA.read(n, 4)  # three values for four channels: damage
+
+
+def _tiny_net() -> LoweredNet:
+    """A 1x2x2 input, one spiking 1x1 conv of 2 channels, a dense read-out of 3 classes."""
+    conv = LoweredLayer(
+        "conv", "conv0", np.ones((2, 1, 1, 1), np.int64), np.zeros(2, np.int64), (1, 2, 2), (2, 2, 2),
+        scale=1.0, neuron=LoihiCuba([4096, 4096], [100, 200], [3, 4]),
+    )  # fmt: skip
+    readout = LoweredLayer(
+        "dense", "fc", np.ones((3, 8), np.int64), np.zeros(3, np.int64), (8,), (3,),
+        scale=1.0, flatten_before=True, spiking=False,
+    )  # fmt: skip
+    return LoweredNet((1, 2, 2), 2, [conv, readout], ["a", "b", "c"])
+
+
+def test_an_rssnn_file_reads_its_cuba_neurons_through_the_kind(tmp_path):
+    path = tmp_path / "tiny.net"
+    netx_file.write(path, _tiny_net(), {})
+    net, _ = netx_file.read(path)
+    assert net.layers[0].neuron.v_decay.tolist() == [100, 200] and net.layers[0].neuron.vth_mant.tolist() == [
+        3,
+        4,
+    ]
+    with h5py.File(path, "r+") as f:
+        f["layer/1/neuron/type"][0] = b"LOIHI"  # lava-dl's alias: the same kind
+    assert netx_file.read(path)[0].layers[0].neuron.i_decay.tolist() == [4096, 4096]
+    with h5py.File(path, "r+") as f:
+        f["layer/1/neuron/type"][0] = b"SDNN"
+    with pytest.raises(UserError, match="neuron type 'SDNN' in an rssnn-lava file, whose neurons are CUBA"):
+        netx_file.read(path)
+
+
+def test_every_kind_has_its_lava_process():
+    from rssnn.lava_procs import neuron_procs
+    from rssnn.lava_procs.dlif.process import DLIF
+    from rssnn.lava_procs.sdn.process import SDN
+
+    assert {k: p.process for k, p in neuron_procs.PROCS.items()} == {"cuba": DLIF, "sdnn": SDN}
+    params = neuron_procs.of(CUBA).neuron_params(
+        LoihiCuba([1], [2], [3]), (4, 4, 2), message_bits=0, reset_interval=8, reset_offset=3
+    )
+    assert params["neuron_proc"] is DLIF and params["vth_mant"].tolist() == [3, 3]  # per channel
+    assert (params["reset_interval"], params["reset_offset"]) == (8, 3)
+    sd = neuron_procs.of(SDNN).neuron_params(
+        SigmaDeltaNeuron("sigma", 0), (5,), message_bits=16, reset_interval=8, reset_offset=3
+    )
+    assert sd["neuron_proc"] is SDN and sd["mode"] == "sigma" and "reset_interval" not in sd
