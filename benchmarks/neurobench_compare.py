@@ -52,9 +52,9 @@ def float_accumulates(model, pixels) -> float:
     import numpy as np
 
     from rssnn import activity
-    from rssnn.export import folded, lowering
+    from rssnn.export import fold_torch, folded
 
-    net = lowering.fold(model)
+    net = fold_torch.fold(model)
     spikes = folded.forward(net, pixels)["spikes"]
     fans = [np.zeros(s.shape[1:-1], np.int64) for s in spikes]
     for layer in net.layers:
@@ -62,9 +62,7 @@ def float_accumulates(model, pixels) -> float:
             if term.source < 0:
                 continue
             kind = layer.kind if term is layer.own else "conv"
-            syn = SimpleNamespace(
-                kind=kind, weight=term.weight.numpy(), stride=term.stride, padding=term.padding
-            )
+            syn = SimpleNamespace(kind=kind, weight=term.weight, stride=term.stride, padding=term.padding)
             shape = fans[term.source].shape
             in_shape = shape if kind == "conv" else (int(np.prod(shape)),)
             fans[term.source] += activity.synapse_fan_out(syn, in_shape).reshape(shape)

@@ -1,12 +1,15 @@
 """The folded float network: what every front end produces and the one lowering seam consumes.
 
-A front end (a trained SLAYER model, :func:`rssnn.export.lowering.fold`; a NIR graph,
-:func:`rssnn.export.nir_graph.from_nir`) folds BatchNorm, average pooling and flattening into
+A front end (a trained SLAYER model, :func:`rssnn.export.fold_torch.fold`; a NIR graph,
+:func:`rssnn.export.nir_read.from_nir`) folds BatchNorm, average pooling and flattening into
 the synapses, so that a network is a list of :class:`FoldedLayer`: float synapses into one
 neuron layer (or into the non-spiking read-out), each reading earlier layers' spikes. The
 integer lowering (:func:`rssnn.export.lowering.lower_folded`) and the NIR writer
-(:func:`rssnn.export.nir_graph.to_nir`) read this one form, and :func:`forward` runs it in
+(:func:`rssnn.export.nir_write.to_nir`) read this one form, and :func:`forward` runs it in
 float, so the folding is checked against the model it came from.
+
+The form holds float64 numpy arrays, so a NIR graph reaches the integers without torch; only
+:func:`forward` (the float reference, a convolution per step) imports torch, when called.
 
 Time semantics (those of the trained model): every layer updates at every step, within the
 same step (no per-hop delay); the image is presented at each of the T steps; the read-out's
@@ -16,13 +19,15 @@ logits are its synaptic current summed over the T steps.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from rssnn import dynamics
 from rssnn.neuron import FloatCuba
+
+if TYPE_CHECKING:  # the float reference's arguments; the form itself needs no torch
+    import torch
 
 
 @dataclass
@@ -31,15 +36,15 @@ class Term:
     from the layer at index ``source`` (-1: the normalised image, a first layer only)."""
 
     source: int
-    weight: torch.Tensor
+    weight: np.ndarray
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
 
     def scaled(self, c) -> Term:
-        """The term times ``c``: a number, or a tensor [O] of one factor per output channel."""
-        c = torch.as_tensor(c, dtype=torch.float64)
-        if c.dim() == 1:
-            c = c.view(-1, *([1] * (self.weight.dim() - 1)))
+        """The term times ``c``: a number, or an array [O] of one factor per output channel."""
+        c = np.asarray(c, dtype=np.float64)
+        if c.ndim == 1:
+            c = c.reshape(-1, *([1] * (self.weight.ndim - 1)))
         return Term(self.source, self.weight * c, self.stride, self.padding)
 
 
@@ -48,8 +53,8 @@ class ImageInput:
     """The image side: the network reads ``(pixels / 255 - mean) / std`` per channel, zero
     padded; ``mean`` and ``std`` [C] float64, ``shape`` (C, H, W) of the image."""
 
-    mean: torch.Tensor
-    std: torch.Tensor
+    mean: np.ndarray
+    std: np.ndarray
     shape: tuple[int, int, int]
 
     @property
@@ -59,9 +64,11 @@ class ImageInput:
         return (c + 1, h, w)
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Images [N, C, H, W], uint8 levels or float pixels in [0, 1], normalised (float64)."""
+        """Images [N, C, H, W] (a torch tensor), uint8 levels or float pixels in [0, 1],
+        normalised (float64)."""
         x = pixels.double() / 255 if not pixels.is_floating_point() else pixels.double()
-        return (x - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
+        mean, std = (x.new_tensor(a).view(1, -1, 1, 1) for a in (self.mean, self.std))
+        return (x - mean) / std
 
 
 @dataclass
@@ -77,20 +84,20 @@ class FoldedLayer:
     name: str
     kind: str  # "conv" or "dense"
     own: Term
-    bias: torch.Tensor
+    bias: np.ndarray
     neuron: FloatCuba | None
     skips: list[Term] = field(default_factory=list)
     flatten_before: bool = False
-    bn_bound: tuple[torch.Tensor, torch.Tensor] | None = None
+    bn_bound: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def terms(self) -> list[Term]:
         return [self.own, *self.skips]
 
-    def scaled(self, gain: torch.Tensor) -> FoldedLayer:
+    def scaled(self, gain: np.ndarray) -> FoldedLayer:
         """This layer with its input current multiplied by ``gain`` [O] per output channel
         (every term and the bias); the BatchNorm bound no longer applies."""
-        gain = torch.as_tensor(gain, dtype=torch.float64)
+        gain = np.asarray(gain, dtype=np.float64)
         return FoldedLayer(
             self.name, self.kind, self.own.scaled(gain), self.bias * gain, self.neuron,
             [t.scaled(gain) for t in self.skips], self.flatten_before, None,
@@ -108,18 +115,31 @@ class FoldedNet:
 
 def _synapse(layer_kind: str, term: Term, x: torch.Tensor) -> torch.Tensor:
     """One term's current from its source's spikes (or the normalised image) at one step."""
+    import torch
+    import torch.nn.functional as F
+
+    weight = torch.from_numpy(term.weight)
     if layer_kind == "conv":
-        return F.conv2d(x, term.weight, stride=term.stride, padding=term.padding)
-    return x.reshape(x.shape[0], -1) @ term.weight.T
+        return F.conv2d(x, weight, stride=term.stride, padding=term.padding)
+    return x.reshape(x.shape[0], -1) @ weight.T
 
 
-@torch.no_grad()
 def forward(net: FoldedNet, pixels: torch.Tensor) -> dict[str, list | torch.Tensor]:
     """Run the folded network in float64 on images [N, C, H, W] (uint8, or float in [0, 1]).
 
     Returns ``logits`` [N, classes] (the read-out's current summed over T) and ``spikes``: per
-    spiking layer a bool tensor [N, C, H, W, T] or [N, F, T].
+    spiking layer a bool tensor [N, C, H, W, T] or [N, F, T]. Runs on torch (imported here:
+    the float reference of a verification, never needed to lower a network).
     """
+    import torch
+
+    with torch.no_grad():
+        return _forward(net, pixels)
+
+
+def _forward(net: FoldedNet, pixels: torch.Tensor) -> dict[str, list | torch.Tensor]:
+    import torch
+
     image = net.image.normalise(pixels)
     spikes: list[torch.Tensor] = []
     logits = None
@@ -129,7 +149,7 @@ def forward(net: FoldedNet, pixels: torch.Tensor) -> dict[str, list | torch.Tens
             return image if term.source < 0 else spikes[term.source][..., t].double()
 
         view = (-1,) + (1,) * (2 if layer.kind == "conv" else 0)
-        bias = layer.bias.view(view)
+        bias = torch.from_numpy(layer.bias).view(view)
         out = []
         u = h = 0.0
         if layer.neuron is not None:

@@ -110,7 +110,7 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
     if args.checkpoint and (args.num_steps, args.dt, args.input_range) != (None, None, None):
         raise UserError("--num-steps, --dt and --input-range apply to --nir only")
     if args.nir:
-        from .nir_graph import check_flags
+        from .nir_read import check_flags
 
         check_flags(args.num_steps, args.dt, args.input_range)
         if not Path(args.nir).is_file():
@@ -154,10 +154,10 @@ def _nir_source(args: argparse.Namespace) -> dict[str, Any]:
     from rssnn.atomic import file_sha256
     from rssnn.errors import UserError
 
-    from . import folded, lowering, nir_graph
+    from . import folded, lowering, nir_read
 
-    graph = nir_graph.read(args.nir)
-    fnet, used = nir_graph.from_nir(graph, args.num_steps, args.dt, args.input_range)
+    graph = nir_read.read(args.nir)
+    fnet, used = nir_read.from_nir(graph, args.num_steps, args.dt, args.input_range)
     names = graph.metadata.get("class_names")
     if names is not None:  # ours: stored as a string array
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
@@ -208,12 +208,14 @@ def _export_to(partial: Path, out: Path, args, source: dict[str, Any]) -> dict[s
     from rssnn import netx_file
     from rssnn.errors import UserError
 
-    from ..train import data
-
     net, cfg = source["net"], source["config"]
     meta = dict(source["meta"], verified=False, verification="not verified (--verify 0)")
     # the images first: a missing split is one line before anything is written or printed
-    split = data.load_run_split(args.data_root, meta["dataset"], args.split, cfg) if args.verify > 0 else None
+    split = None
+    if args.verify > 0:  # torch's data only for a verification: --nir alone needs no torch
+        from ..train import data
+
+        split = data.load_run_split(args.data_root, meta["dataset"], args.split, cfg)
     t0 = time.perf_counter()
     kind = netx_file.write(partial, net, meta)
     export_s = time.perf_counter() - t0

@@ -75,7 +75,7 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
     from rssnn.atomic import check_export_targets, claim
     from rssnn.errors import UserError
 
-    from .nir_graph import _nir
+    from .nir_format import nir_package
 
     out = Path(args.out)
     if not (math.isfinite(args.dt) and args.dt > 0):
@@ -83,7 +83,7 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
     if args.verify < 0:
         raise UserError(f"--verify must be >= 0 images, got {args.verify}")
     frameworks = _frameworks(args.frameworks)
-    _nir()  # the extra is installed, before any work
+    nir_package()  # the extra is installed, before any work
     check_export_targets(out, args.force, args.verify_report)
     with claim(out):
         return _claimed_export(args, out, frameworks)
@@ -93,7 +93,9 @@ def _claimed_export(args, out: Path, frameworks: list[str]) -> dict[str, Any]:
     from rssnn.atomic import export_partial, install_export
 
     from ..train import checkpoint
-    from . import lowering, nir_graph
+    from .fold_torch import fold
+    from .nir_format import nir_package
+    from .nir_write import to_nir
 
     ckpt_path = Path(args.checkpoint)
     ckpt = checkpoint.load(ckpt_path)
@@ -106,8 +108,8 @@ def _claimed_export(args, out: Path, frameworks: list[str]) -> dict[str, Any]:
         run_config = ckpt.get("config", {})
         split = data.load_run_split(args.data_root, ckpt["model"]["dataset"], args.split, run_config)
     t0 = time.perf_counter()
-    net = lowering.fold(model)
-    graph = nir_graph.to_nir(net, args.dt, class_names)
+    net = fold(model)
+    graph = to_nir(net, args.dt, class_names)
     graph.metadata.update(
         dataset=ckpt["model"]["dataset"],
         source_checkpoint=str(ckpt_path),
@@ -115,7 +117,7 @@ def _claimed_export(args, out: Path, frameworks: list[str]) -> dict[str, Any]:
     )
     partial = export_partial(out)
     try:
-        nir_graph._nir().write(str(partial), graph)
+        nir_package().write(str(partial), graph)
         print(
             f"wrote {out} (NIR graph: {len(graph.nodes)} nodes, {len(net.layers)} synapse layers, "
             f"T={net.num_steps}, dt={args.dt:g}) in {time.perf_counter() - t0:.1f} s"
@@ -136,13 +138,13 @@ def _verify(args, path: Path, model, split, frameworks: list[str]) -> dict[str, 
 
     from rssnn.atomic import atomic_write_text
 
-    from . import folded, nir_graph, nir_runtimes
+    from . import folded, nir_read, nir_runtimes
     from .verify import model_predictor
 
     n = min(args.verify, len(split))
     pixels, labels = split.images[:n], split.labels[:n].numpy()
-    graph = nir_graph.read(path)
-    net, used = nir_graph.from_nir(graph, None, None, None)
+    graph = nir_read.read(path)
+    net, used = nir_read.from_nir(graph, None, None, None)
     model_pred = model_predictor(model)(pixels)
     ref = {"logits": [], "spikes": None}
     for i in range(0, n, 250):

@@ -12,7 +12,7 @@ from conftest import run_cli
 
 from rssnn import dynamics, netx_file
 from rssnn.errors import UserError
-from rssnn.export import lowering
+from rssnn.export import lowering, pooling
 from rssnn.export.verify import compare, run_lava
 from rssnn.integer_forward import float_equivalent_logits, run_fixed
 from rssnn.train import data
@@ -120,11 +120,13 @@ def test_pool_folding_equals_pool_then_synapse():
     s = torch.rand(2, 3, 8, 8, dtype=torch.float64)
     w = torch.randn(5, 3, 3, 3, dtype=torch.float64)
     ref = torch.nn.functional.conv2d(torch.nn.functional.avg_pool2d(s, 2), w, None, 1, 1)
-    w2, stride, pad = lowering._fold_pool_into_conv(w, (1, 1), (1, 1))
-    torch.testing.assert_close(torch.nn.functional.conv2d(s, w2, None, stride, pad), ref)
+    w2, stride, pad = pooling.pool_into_conv(w.numpy(), (1, 1), (1, 1))
+    torch.testing.assert_close(torch.nn.functional.conv2d(s, torch.from_numpy(w2), None, stride, pad), ref)
     wd = torch.randn(7, 3 * 4 * 4, dtype=torch.float64)
     ref_d = torch.nn.functional.avg_pool2d(s, 2).reshape(2, -1) @ wd.T
-    torch.testing.assert_close(s.reshape(2, -1) @ lowering._fold_pool_into_dense(wd, 3, 4, 4).T, ref_d)
+    torch.testing.assert_close(
+        s.reshape(2, -1) @ torch.from_numpy(pooling.pool_into_dense(wd.numpy(), 3, 4, 4)).T, ref_d
+    )
 
 
 @pytest.mark.parametrize("plan", ["conv", "pool"])

@@ -186,7 +186,7 @@ def _nir_bomb(path: Path) -> Path:
 
 def test_a_nir_file_of_hard_linked_weights_is_refused_before_nir_reads_it(tmp_path):
     path = _nir_bomb(tmp_path / "bomb.nir")
-    result = _open_in_child(f"nir_graph.read({str(path)!r})", imports="from rssnn.export import nir_graph")
+    result = _open_in_child(f"nir_read.read({str(path)!r})", imports="from rssnn.export import nir_read")
     _assert_refused(result, "every hard link counted")
 
 
@@ -356,8 +356,7 @@ def test_a_nir_graph_of_80000_edges_is_read_in_linear_time():
     import nir
 
     from rssnn.errors import UserError
-    from rssnn.export import lowering, nir_graph  # noqa: F401  (importing lowering, which from_nir
-    # does on its first synapse, takes seconds on a busy machine: not the graph's time)
+    from rssnn.export import nir_read
 
     names = [f"a{i}" for i in range(1998)]
     nodes = {name: nir.Affine(np.ones((1, 1)), np.zeros(1)) for name in names}
@@ -370,5 +369,5 @@ def test_a_nir_graph_of_80000_edges_is_read_in_linear_time():
     graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(num_steps=4, dt=1e-4), type_check=False)
     t0 = time.monotonic()
     with pytest.raises(UserError, match="needs a Flatten"):  # a0, the first after the input
-        nir_graph.from_nir(graph, None, None, None)
+        nir_read.from_nir(graph, None, None, None)
     assert time.monotonic() - t0 < 3

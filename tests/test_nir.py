@@ -11,7 +11,8 @@ import pytest
 import torch
 from conftest import assert_one_line_error, call_main
 
-from rssnn.export import folded, lowering, nir_graph, nir_runtimes
+from rssnn.export import fold_torch, folded, lowering, nir_read, nir_runtimes
+from rssnn.export.nir_write import to_nir
 from rssnn.neuron import FloatCuba
 
 
@@ -106,10 +107,10 @@ def test_a_residual_graph_round_trips_to_the_same_integers(val_images, tmp_path)
     checkpoint lowers to."""
     pixels, _ = val_images
     pixels = pixels[:100]
-    same = lowering.fold(_calibrated_resnet(pixels, vary_thresholds=False))
+    same = fold_torch.fold(_calibrated_resnet(pixels, vary_thresholds=False))
     path = tmp_path / "same.nir"
-    nir.write(str(path), nir_graph.to_nir(same))
-    back, _ = nir_graph.from_nir(nir_graph.read(path), None, None, None)
+    nir.write(str(path), to_nir(same))
+    back, _ = nir_read.from_nir(nir_read.read(path), None, None, None)
     a, b = lowering.lower_folded(same, list("0123456789")), lowering.lower_folded(back, list("0123456789"))
     for la, lb in zip(a.layers, b.layers):
         np.testing.assert_array_equal(la.weight, lb.weight)
@@ -122,22 +123,62 @@ def test_a_residual_graph_round_trips_to_the_same_integers(val_images, tmp_path)
                 np.testing.assert_array_equal(x, y)
     assert b.residual
     model = _calibrated_resnet(pixels, vary_thresholds=True)
-    net = lowering.fold(model)
+    net = fold_torch.fold(model)
     ours = folded.forward(net, pixels)
     with torch.no_grad():
         assert (
             np.mean(ours["logits"].argmax(1).numpy() == model(pixels.float() / 255).argmax(1).numpy()) >= 0.99
         )
     path = tmp_path / "r.nir"
-    nir.write(str(path), nir_graph.to_nir(net))
-    graph = nir_graph.read(path)
-    _, used = nir_graph.from_nir(graph, None, None, None)
+    nir.write(str(path), to_nir(net))
+    graph = nir_read.read(path)
+    _, used = nir_read.from_nir(graph, None, None, None)
     ref = ours["logits"].argmax(1).numpy()
     counts = [s.sum().item() for s in ours["spikes"]]
     for fw in ("snntorch", "norse-fx"):
         r = nir_runtimes.run(nir_runtimes.load(graph, fw), fw, pixels, used["num_steps"])
         assert np.mean(r["logits"].argmax(1).numpy() == ref) >= 0.99, fw
         np.testing.assert_allclose([c.sum() for c in r["spikes"]], counts, rtol=1e-3, atol=5)
+
+
+def test_a_nir_graph_lowers_to_a_netx_file_where_torch_cannot_be_imported(tmp_path):
+    """The NIR reader, the folded form and the seam are numpy only: ``to_netx.py --nir`` runs in
+    an interpreter where importing torch fails, loads no torch and no SLAYER, and writes the
+    integers the checkpoint's own lowering gives (a residual model: skips, per-channel
+    neurons). Only --verify (the float reference, Lava) needs torch."""
+    from conftest import run_cli
+    from test_lava_procs import TORCH_BLOCKER
+
+    from rssnn import netx_file
+    from rssnn.train.models import build_model
+    from rssnn.train.neurons import NeuronConfig
+
+    torch.manual_seed(0)
+    model = build_model("cpu-res", 2, width=4, neuron=NeuronConfig(per_channel=True)).train()
+    with torch.no_grad():
+        model(torch.rand(32, 3, 32, 32))  # BatchNorm statistics, so that the layers are not empty
+    model.eval()
+    names = list("0123456789")
+    path, out = tmp_path / "r.nir", tmp_path / "r.net"
+    nir.write(str(path), to_nir(fold_torch.fold(model), class_names=names))
+    code = TORCH_BLOCKER + (
+        "import json\n"
+        "from rssnn.export.to_netx import main\n"
+        f"rc = main(['--nir', {str(path)!r}, '--out', {str(out)!r}])\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')\n"
+        "                or m.startswith('lava.lib.dl'))\n"
+        "print(json.dumps(dict(rc=rc, loaded=loaded)))\n"
+    )
+    res = run_cli("-c", code)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == dict(rc=0, loaded=[])
+    written, _ = netx_file.read(out)
+    expected = lowering.lower(model, names)
+    assert written.residual and len(written.layers) == len(expected.layers)
+    for a, b in zip(written.layers, expected.layers):
+        np.testing.assert_array_equal(a.weight, b.weight)
+        np.testing.assert_array_equal(a.bias, b.bias)
+        assert [s.source for s in a.skips] == [s.source for s in b.skips]
 
 
 def _train_snntorch_net(pixels: torch.Tensor, labels: torch.Tensor, num_steps: int) -> torch.nn.Module:
@@ -343,7 +384,7 @@ def test_a_layer_whose_spikes_feed_a_pool_and_a_skip_keeps_both_readings(tmp_pat
              ("conv1", "lif1"), ("lif1", "conv2"), ("conv2", "lif2"), ("skip", "lif2"), ("lif2", "flat"),
              ("flat", "fc"), ("fc", "output")]  # fmt: skip
     path = _graph_file(tmp_path, nodes, edges, dict(num_steps=2, dt=1e-4), type_check=False)
-    net, _ = nir_graph.from_nir(nir_graph.read(path), None, None, None)
+    net, _ = nir_read.from_nir(nir_read.read(path), None, None, None)
     assert net.layers[1].own.weight.shape[2:] == (6, 6)  # the pool folded into conv1
     skip = net.layers[2].skips[0]
     assert skip.source == 0 and skip.weight.shape[2:] == (3, 3) and skip.stride == (2, 2)

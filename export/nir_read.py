@@ -1,28 +1,13 @@
-"""NIR in and out: a :class:`FoldedNet` as a NIR graph (``nir`` 1.0.8), and back.
+"""A NIR graph as a :class:`FoldedNet`: :func:`read` (the file, checked) and :func:`from_nir`.
 
-Writing (:func:`to_nir`). The graph follows the contract of docs/nir.md, which its metadata
-repeats: the input node takes the image as float pixels in [0, 1], shape (3, H, W); the same
-image is presented at each of ``num_steps`` steps; the class is the argmax of the Output summed
-over those steps; the neurons step by forward Euler with ``metadata["dt"]``. The nodes:
-
-* ``input`` -> ``normalise``, a 1x1 Conv2d holding the per-channel normalisation (kept as a
-  node, not folded into the first convolution: that one zero-pads the *normalised* image);
-* per layer ``<name>.synapse`` (Conv2d or Affine, BatchNorm folded in, the bias on it),
-  ``<name>.skip<j>`` (residual Conv2d edges from earlier layers), ``<name>.flatten`` before a
-  dense synapse on a map, and ``<name>.neuron`` (CubaLIF, per-neuron arrays);
-* the read-out Affine -> ``output``.
-
-2x2 average pooling is folded into the next synapse (exact: a conv with a doubled kernel and
-stride), so the graph has no pooling nodes: ``norse.torch.from_nir`` 1.1.0 drops AvgPool2d. A
-layer whose thresholds differ between channels gets them folded into its incoming weights and
-bias (threshold 1): with a reset to 0 and no ``v_leak`` the spikes are unchanged, and snnTorch
-accepts one threshold per layer only. The main edge into a neuron is listed before its skips
-(Norse evaluates a merge too early otherwise).
-
-Reading (:func:`from_nir`) accepts our graphs and those snnTorch or Norse write: Input, Conv2d,
+:func:`from_nir` accepts our graphs and those snnTorch or Norse write: Input, Conv2d,
 Affine, Linear, AvgPool2d / SumPool2d (2x2, stride 2), Flatten, CubaLIF, LIF and Output, in a
 feed-forward graph whose neuron layers form a chain (plus conv skips). Anything else is one
 line naming the node and what is supported.
+
+2x2 pooling folds into the next synapse (:mod:`.pooling`), as in the trained model's front end.
+The graphs we write (:mod:`.nir_write`) come back as the :class:`FoldedNet` they were written
+from, up to the per-channel thresholds folded on the way out. numpy only: no torch.
 """
 
 from __future__ import annotations
@@ -34,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from rssnn.errors import UserError
 from rssnn.netx_file import MAX_NUM_STEPS
@@ -42,129 +26,12 @@ from rssnn.neuron import FloatCuba
 from rssnn.synapse_kinds import conv_output_shape
 
 from .folded import FoldedLayer, FoldedNet, ImageInput, Term
+from .nir_format import BN_BETA, BN_GAMMA, nir_package
+from .pooling import pool_into_conv, pool_into_dense
 
-# What the written graph promises (also in its metadata, and in docs/nir.md).
-CONTRACT = (
-    "input: image as float pixels in [0, 1], shape (C, H, W); the same image at each of "
-    "num_steps steps; class = argmax of the output summed over the steps; neurons step by "
-    "forward Euler with time step dt"
-)
-DEFAULT_DT = 1e-4  # snnTorch's importer assumes this step; Norse needs from_nir(..., dt=dt)
 SUPPORTED = (
     "Input, Conv2d, Affine, Linear, AvgPool2d/SumPool2d (2x2, stride 2), Flatten, CubaLIF, LIF, Output"
 )
-# A folded BatchNorm's |gamma| and beta, kept in the synapse node's metadata: they bound the
-# current (export/lowering.py), so a round trip picks the scale the checkpoint's export picks.
-BN_GAMMA, BN_BETA = "rssnn_bn_abs_gamma", "rssnn_bn_beta"
-
-
-def _nir():
-    try:
-        import nir
-    except ImportError as exc:  # the [nir] extra
-        raise UserError(
-            "NIR needs the 'nir' package: pip install -e '.[nir]' (scripts/setup.sh does)"
-        ) from exc
-    return nir
-
-
-# -- writing --------------------------------------------------------------------------------
-
-
-def _per_neuron(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Per-channel values [C] as per-neuron arrays of ``shape`` (C, H, W) or (F,)."""
-    return np.broadcast_to(values.reshape(-1, *([1] * (len(shape) - 1))), shape).astype(np.float64).copy()
-
-
-def _unit_thresholds(layer: FoldedLayer) -> FoldedLayer:
-    """Per-channel thresholds folded into the incoming current (threshold 1 everywhere)."""
-    th = layer.neuron.threshold
-    if np.all(th == th[0]):
-        return layer
-    scaled = layer.scaled(torch.from_numpy(1.0 / th))
-    n = layer.neuron
-    scaled.neuron = FloatCuba(n.leak, np.ones_like(th), n.current_leak)
-    return scaled
-
-
-def to_nir(net: FoldedNet, dt: float = DEFAULT_DT, class_names: list[str] | None = None):
-    """The folded network as a ``nir.NIRGraph`` (float64 arrays), under :data:`CONTRACT`."""
-    nir = _nir()
-    image = net.image
-    nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array(image.shape))}
-    edges: list[tuple[str, str]] = []
-    c = image.shape[0]
-    nodes["normalise"] = nir.Conv2d(
-        input_shape=image.shape[1:],
-        weight=np.diag(1.0 / image.std.numpy()).reshape(c, c, 1, 1),
-        stride=1, padding=0, dilation=1, groups=1,
-        bias=(-image.mean / image.std).numpy(),
-    )  # fmt: skip
-    edges.append(("input", "normalise"))
-    shapes: list[tuple[int, ...]] = []  # out shape per layer
-    neuron_node: list[str] = []
-
-    def source(term: Term) -> tuple[str, tuple[int, ...]]:
-        return (
-            ("normalise", image.shape) if term.source < 0 else (neuron_node[term.source], shapes[term.source])
-        )
-
-    for layer in net.layers:
-        name = layer.name
-        if layer.neuron is not None:
-            layer = _unit_thresholds(layer)
-        src, shape = source(layer.own)
-        if layer.kind == "dense" and len(shape) > 1:
-            nodes[f"{name}.flatten"] = nir.Flatten(
-                input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1
-            )
-            edges.append((src, f"{name}.flatten"))
-            src, shape = f"{name}.flatten", (int(np.prod(shape)),)
-        w = layer.own.weight.numpy()
-        if layer.kind == "conv":
-            nodes[f"{name}.synapse"] = nir.Conv2d(
-                input_shape=shape[1:], weight=w, stride=layer.own.stride, padding=layer.own.padding,
-                dilation=1, groups=1, bias=layer.bias.numpy(),
-            )  # fmt: skip
-            out_shape = conv_output_shape(shape, w.shape, layer.own.stride, layer.own.padding)
-        else:
-            nodes[f"{name}.synapse"] = nir.Affine(weight=w, bias=layer.bias.numpy())
-            out_shape = (w.shape[0],)
-        if layer.bn_bound is not None:  # lets a round trip pick the same scale (not NIR's own)
-            nodes[f"{name}.synapse"].metadata = {
-                BN_GAMMA: layer.bn_bound[0].numpy(),
-                BN_BETA: layer.bn_bound[1].numpy(),
-            }
-        target = "output" if layer.neuron is None else f"{name}.neuron"
-        edges.append((src, f"{name}.synapse"))
-        edges.append((f"{name}.synapse", target))  # the main edge before the skips (docs/nir.md)
-        for j, skip in enumerate(layer.skips):
-            skip_src, skip_shape = source(skip)
-            nodes[f"{name}.skip{j}"] = nir.Conv2d(
-                input_shape=skip_shape[1:], weight=skip.weight.numpy(), stride=skip.stride,
-                padding=skip.padding, dilation=1, groups=1, bias=np.zeros(skip.weight.shape[0]),
-            )  # fmt: skip
-            edges += [(skip_src, f"{name}.skip{j}"), (f"{name}.skip{j}", target)]
-        if layer.neuron is None:
-            nodes["output"] = nir.Output(output_type=np.array(out_shape))
-            continue
-        params = {k: _per_neuron(v, out_shape) for k, v in layer.neuron.to_nir(dt).items()}
-        nodes[target] = nir.CubaLIF(**params)
-        neuron_node.append(target)
-        shapes.append(out_shape)
-    metadata = dict(
-        producer="rssnn-lava",
-        contract=CONTRACT,
-        num_steps=int(net.num_steps),
-        dt=float(dt),
-        input_range=[0.0, 1.0],
-    )
-    if class_names:
-        metadata["class_names"] = list(class_names)
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
-
-
-# -- reading --------------------------------------------------------------------------------
 
 
 @dataclass
@@ -197,7 +64,7 @@ class _Current:
     bias: np.ndarray
     out_shape: tuple[int, ...]
     flatten_before: bool = False
-    bn_bound: tuple[torch.Tensor, torch.Tensor] | None = None
+    bn_bound: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _show(value: Any) -> str:
@@ -222,12 +89,12 @@ def _numbers(where: str, field: str, value: Any) -> np.ndarray:
     return array
 
 
-def _bn_bound(name: str, node) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _bn_bound(name: str, node) -> tuple[np.ndarray, np.ndarray] | None:
     meta = getattr(node, "metadata", None) or {}
     if BN_GAMMA not in meta or BN_BETA not in meta:
         return None
     where = f"NIR node '{name}'"
-    return tuple(torch.from_numpy(_numbers(where, f"metadata {k}", meta[k])) for k in (BN_GAMMA, BN_BETA))
+    return tuple(_numbers(where, f"metadata {k}", meta[k]) for k in (BN_GAMMA, BN_BETA))
 
 
 def _array(name: str, node, field: str) -> np.ndarray:
@@ -346,7 +213,7 @@ def from_nir(
     ``input_range``, where each came from). The graph's metadata wins over the arguments."""
     from rssnn.netx_file import MAX_LAYER_NEURONS  # the largest layer a file may declare
 
-    nir = _nir()
+    nir = nir_package()
     meta = dict(getattr(graph, "metadata", None) or {})
     used: dict[str, Any] = {}
     parse = dict(num_steps=_whole_number, dt=_real_number, input_range=lambda _, v: _input_range(v))
@@ -424,11 +291,7 @@ def from_nir(
             x.used = True
     if not layers or layers[-1].neuron is not None:
         raise UserError("NIR graph has no read-out synapse into its Output")
-    image_input = ImageInput(
-        torch.from_numpy(image.mean),
-        torch.from_numpy(image.std),
-        in_shape,  # type: ignore[arg-type]
-    )
+    image_input = ImageInput(image.mean, image.std, in_shape)  # type: ignore[arg-type]
     used["class_count"] = int(layers[-1].own.weight.shape[0])
     return FoldedNet(image_input, steps, layers), used
 
@@ -456,21 +319,19 @@ def _transform(nir, name: str, node, x):
 
 
 def _conv(name: str, node, x) -> _Current | _Image:
-    from .lowering import _fold_pool_into_conv
-
-    w = torch.from_numpy(_array(name, node, "weight"))
+    w = _array(name, node, "weight")
     stride, dilation = _pair(name, "stride", node.stride), _pair(name, "dilation", node.dilation)
     padding = node.padding
     if isinstance(padding, str):
         raise UserError(f"NIR node '{name}': padding '{padding}' is not supported; give it in pixels")
     padding = _pair(name, "padding", padding)
-    if w.dim() != 4 or node.groups != 1 or dilation != (1, 1):
+    if w.ndim != 4 or node.groups != 1 or dilation != (1, 1):
         raise UserError(f"NIR node '{name}': only Conv2d with groups 1 and dilation 1 is supported")
     bias = _bias(name, node, w.shape[0])
     if x.flat:
         raise UserError(f"NIR node '{name}': Conv2d after Flatten")
     if isinstance(x, _Image):
-        m = w[:, :, 0, 0].numpy() if w.shape[2:] == (1, 1) else None
+        m = w[:, :, 0, 0] if w.shape[2:] == (1, 1) else None
         scale = np.diag(m) if m is not None and m.shape[0] == m.shape[1] else None
         normalisation = (
             scale is not None and not x.used and np.array_equal(m, np.diag(scale)) and (scale != 0).all()
@@ -482,7 +343,7 @@ def _conv(name: str, node, x) -> _Current | _Image:
         term = Term(-1, w, stride, padding)
     else:
         if x.pool:
-            w, stride, padding = _fold_pool_into_conv(w * (4 * x.pool), stride, padding)
+            w, stride, padding = pool_into_conv(w * (4 * x.pool), stride, padding)
         term = Term(x.layer, w, stride, padding)
     in_shape = x.shape
     if w.shape[1] != in_shape[0]:
@@ -492,10 +353,8 @@ def _conv(name: str, node, x) -> _Current | _Image:
 
 
 def _dense(name: str, node, x) -> _Current:
-    from .lowering import _fold_pool_into_dense
-
-    w = torch.from_numpy(_array(name, node, "weight"))
-    if w.dim() != 2:
+    w = _array(name, node, "weight")
+    if w.ndim != 2:
         raise UserError(f"NIR node '{name}': weight of shape {tuple(w.shape)}; a matrix is needed")
     bias = _bias(name, node, w.shape[0])
     if len(x.shape) > 1 and not x.flat and w.shape[1] != int(np.prod(x.shape)):
@@ -505,7 +364,7 @@ def _dense(name: str, node, x) -> _Current:
     source = -1 if isinstance(x, _Image) else x.layer
     if isinstance(x, _Spikes) and x.pool:
         c, h, wd = x.shape
-        w = _fold_pool_into_dense(w * (4 * x.pool), c, h // 2, wd // 2)
+        w = pool_into_dense(w * (4 * x.pool), c, h // 2, wd // 2)
     features = int(np.prod(x.shape))
     if w.shape[1] != features:
         raise UserError(f"NIR node '{name}': {w.shape[1]} inputs for {features} features")
@@ -535,7 +394,7 @@ def _neuron_or_readout(nir, name: str, node, got: list, layers: list[FoldedLayer
         raise UserError(f"NIR node '{name}': skip synapses must be Conv2d from earlier neuron layers")
     if any(g.out_shape != main.out_shape for g in skips):
         raise UserError(f"NIR node '{name}': its input synapses produce different shapes")
-    bias = torch.from_numpy(sum((g.bias for g in got), np.zeros(main.out_shape[0])))
+    bias = sum((g.bias for g in got), np.zeros(main.out_shape[0]))
     # Layer names: ours come back as written ("<layer>.neuron" -> "<layer>", output -> readout).
     layer_name = "readout" if isinstance(node, nir.Output) else name.removesuffix(".neuron")
     layer = FoldedLayer(
@@ -558,7 +417,7 @@ def _neuron_or_readout(nir, name: str, node, got: list, layers: list[FoldedLayer
     except ValueError as exc:
         raise UserError(f"NIR node '{name}': {exc}") from None
     if not np.allclose(gain, 1.0, rtol=1e-12, atol=0):  # ours and snnTorch's files: 1
-        layer = layer.scaled(torch.from_numpy(gain))
+        layer = layer.scaled(gain)
     layer.neuron = neuron
     layers.append(layer)
     return _Spikes(here, main.out_shape)
@@ -569,7 +428,7 @@ def read(path: str | Path):
     bounded sizes): a NIR file from elsewhere is untrusted input."""
     from rssnn import netx_file
 
-    nir = _nir()
+    nir = nir_package()
     with netx_file.open_checked(path):
         pass
     try:  # no nir type check: from_nir checks every synapse against its source's shape itself,
