@@ -1,6 +1,6 @@
 """Folding float layers into the weights that precede them: the formulas every front end shares.
 
-The trained SLAYER model's front end (``export/lowering.fold``) reads its tensors and calls
+The trained SLAYER model's front end (``export/fold_torch.fold``) reads its tensors and calls
 these; the lowering then quantises the folded float weights. (The NIR front end has no
 BatchNorm to fold: NIR graphs carry affine synapses already.) The functions take numpy arrays
 or torch tensors alike (only ``+ - * /`` and ``** 0.5``), so the training side's Theorem 3.1

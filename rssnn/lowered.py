@@ -1,6 +1,6 @@
 """The lowered network: a model in Loihi 2 integers (numpy only).
 
-This is the form that ``export/lowering.py`` produces from a trained model, that
+This is the form that ``export/lowering.py`` produces (from a trained model or a NIR graph), that
 :mod:`rssnn.netx_file` writes and reads, that :mod:`rssnn.integer_forward` runs as the
 reference, and that ``lava_procs`` builds into Lava processes. Nothing here needs torch.
 """

@@ -12,7 +12,7 @@ and ``padding``. Each kind answers, for its synapses:
 
 A new synapse kind is a class here registered in :data:`KINDS`, plus its Lava block in
 ``lava_procs/network.py`` (:data:`~rssnn.lava_procs.network.BLOCKS`: the core does not import
-Lava) and its lowering from the trained module in ``export/lowering.py`` (torch).
+Lava) and how the torch front end reads the trained module (``export/fold_torch.py``).
 """
 
 from __future__ import annotations
