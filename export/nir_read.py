@@ -425,11 +425,11 @@ def _neuron_or_readout(nir, name: str, node, got: list, layers: list[FoldedLayer
 
 def read(path: str | Path):
     """``nir.read`` after the HDF5 safety checks NetX files get (no external or soft links,
-    bounded sizes): a NIR file from elsewhere is untrusted input."""
-    from rssnn import netx_file
+    bounded sizes, ``rssnn.hdf5_checks``): a NIR file from elsewhere is untrusted input."""
+    from rssnn import hdf5_checks
 
     nir = nir_package()
-    with netx_file.open_checked(path):
+    with hdf5_checks.open_checked(path):
         pass
     try:  # no nir type check: from_nir checks every synapse against its source's shape itself,
         # and accepts what nir's check refuses but means one thing (Norse's graphs have no Flatten)

@@ -4,7 +4,7 @@ reference of a whole Lava run, and per-neuron fan-outs (numpy and h5py only).
 lava-dl users hold files that ``lava.lib.dl.slayer`` blocks exported (``export_hdf5``): an
 optional ``input`` layer, then ``conv`` / ``pool`` / ``flatten`` / ``dense`` layers, each with a
 neuron: CUBA (``LOIHI`` is its older name) or sigma-delta (``SDNN``). This module reads such a
-file through :func:`rssnn.netx_file.open_checked` (the same structure checks as our own files)
+file through :func:`rssnn.hdf5_checks.open_checked` (the same structure checks as our own files)
 into a :class:`LavaDlNet` that follows lava-dl NetX's ``hdf5.Network`` exactly. Each layer's
 neuron kind comes from :mod:`rssnn.neuron_kinds` by its NetX type, which reads its fields and
 steps it:
@@ -220,7 +220,7 @@ def _check_ranges(path: Path, layer: Layer) -> None:
 
 def is_lavadl_file(path: str | Path) -> bool:
     """True for a NetX file without ``/rssnn`` metadata (lava-dl's own), after the structure checks."""
-    from rssnn.netx_file import open_checked
+    from rssnn.hdf5_checks import open_checked
 
     with open_checked(path) as f:
         return "layer" in f and "rssnn" not in f
@@ -228,7 +228,8 @@ def is_lavadl_file(path: str | Path) -> bool:
 
 def read(path: str | Path) -> LavaDlNet:
     """Read and validate a stock lava-dl NetX file (UserError, one line, for anything else)."""
-    from rssnn.netx_file import declared_shape, layer_type, open_checked
+    from rssnn.hdf5_checks import open_checked
+    from rssnn.netx_file import declared_shape, layer_type
 
     path = Path(path)
     layers: list[Layer] = []

@@ -410,7 +410,8 @@ def _fan_in(w: _Weights) -> int:
 def read_layers(path: str | Path, skip_layers: int = 0) -> list[LayerCost]:
     """Every layer of a NetX file with its static resources (no placement yet); the first
     ``skip_layers`` are marked off the chip. Every weight must fit its layer's declared shapes."""
-    from rssnn.netx_file import declared_shape, layer_type, open_checked
+    from rssnn.hdf5_checks import open_checked
+    from rssnn.netx_file import declared_shape, layer_type
     from rssnn.synapse_kinds import read_integers
 
     path = Path(path)

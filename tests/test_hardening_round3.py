@@ -161,9 +161,9 @@ def test_the_budget_counts_a_link_once_per_use_not_per_dataset(tmp_path):
         first = _dense_layer(f, 1, 4096, None)
         _dense_layer(f, 2, 4096, first["weight"])
     with h5py.File(tmp_path / "two.net", "r") as f:
-        from rssnn import netx_file
+        from rssnn import hdf5_checks
 
-        netx_file.check_structure(tmp_path / "two.net", f)  # accepted: 2 x 128 MiB
+        hdf5_checks.check_structure(tmp_path / "two.net", f)  # accepted: 2 x 128 MiB
 
 
 def _nir_bomb(path: Path) -> Path:
