@@ -146,7 +146,7 @@ def summary(out: Path, timings: dict[str, float]) -> str:
             f"{ver['lava_accuracy']:.3f} ({ver['n_images']} images)",
         ),
         (
-            "export: accuracy float / fixed point, PyTorch only",
+            "export: accuracy float / fixed point, without Lava",
             f"{ver['quantisation']['float_accuracy']:.3f} / "
             f"{ver['quantisation']['fixed_point_accuracy']:.3f} "
             f"({ver['quantisation']['images']} images)",

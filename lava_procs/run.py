@@ -44,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--perturb",
         default="gaussian:8/255",
-        help="clean | gn:SIGMA | fgsm:EPS | pgd:EPS:STEPS[:ALPHA] | any other single attack of "
-        "train/evaluate.py's grammar, e.g. apgd-ce:8/255:20@tri0.25 "
+        help="clean | gn:SIGMA | fgsm:EPS | pgd:EPS:STEPS[:ALPHA] | any other single attack of the "
+        "grammar of rssnn/perturbation.py (train/evaluate.py --attacks), e.g. apgd-ce:8/255:20@tri0.25 "
         "(none and gaussian:SIGMA are accepted too; default gaussian:8/255)",
     )
     ap.add_argument(

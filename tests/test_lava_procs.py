@@ -46,21 +46,27 @@ def _run_dlif(shape, a_in, params, steps, reset_interval, tag="fixed_pt", gain=N
 
 def test_dlif_process_equals_an_independent_loihi_oracle_with_per_neuron_parameters():
     """The Lava DLIF process against tests/loihi_oracle.py (plain integers, none of rssnn's
-    arithmetic), and the core's integer reference (lif_sequence) against the same oracle."""
+    arithmetic), and the core's integer reference (lif_sequence) against the same oracle. The
+    last neuron's input is worked out by hand so that rounding toward zero matters (random
+    currents almost never make it: floor differs by 1/64 of a unit, on a negative membrane)."""
     from loihi_oracle import cuba_spikes
 
     rng = np.random.default_rng(0)
-    c, steps, window = 5, 12, 4
+    c, steps, window = 6, 12, 4
     a_in = rng.integers(-20, 60, size=(c, steps))
+    # a = -10: v = -640; next step -640 * 3686 / 4096 = -575.94 -> -575 toward zero (floor -576),
+    # plus 73 << 6 = 4672: v = 4097 > 64 << 6 fires (floor: 4096 does not).
+    a_in[5] = [-10, 73, 0, 0, -10, 73, 0, 0, 0, 0, 0, 0]
     params = dict(
-        i_decay=np.array([4096, 4096, 3000, 2048, 4096]),
-        v_decay=np.array([0, 41, 300, 2048, 4095]),
-        vth_mant=np.array([40, 60, 30, 25, 10]),
-        bias_mant=np.array([0, 1, -1, 2, 0]),
+        i_decay=np.array([4096, 4096, 3000, 2048, 4096, 4096]),
+        v_decay=np.array([0, 41, 300, 2048, 4095, 410]),
+        vth_mant=np.array([40, 60, 30, 25, 10, 64]),
+        bias_mant=np.array([0, 1, -1, 2, 0, 0]),
     )
     lava = _run_dlif((c,), a_in.astype(np.int32), params, steps, window)
     # Lava's first step is 1: reset_offset 1 zeroes the state before columns 0, 4, 8.
     want = cuba_spikes(a_in, window=window, **params)
+    assert want[5].tolist() == [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]
     assert np.array_equal(lava.astype(np.int64), want)
     neuron = LoihiCuba(params["i_decay"], params["v_decay"], params["vth_mant"])
     windows = a_in.reshape(c, steps // window, window).transpose(1, 0, 2)  # [images, C, T]

@@ -198,15 +198,49 @@ def test_latency_is_the_steps_lava_runs_for_one_image():
 
 
 def test_energy_constants_carry_sources_and_bracket_the_pilotnet_measurement():
-    """Every constant has a source and a kind; PilotNet CUBA's measured 1.09 mJ dynamic energy
-    would need between 46 and 160 million synaptic operations per inference under the range."""
+    """Every constant has a source and a kind, and energy.estimate's range brackets PilotNet CUBA's
+    measurement (1.09 mJ dynamic, 1.66 mJ in all, 16 steps on one chip) exactly when its synaptic
+    operations lie in the band that measurement implies: 1.09 mJ / 23.6 pJ = 46.2 million to
+    1.09 mJ / 6.842 pJ = 159.3 million (neuron updates and spikes set to zero, so the band is the
+    synops alone). Every expected value below is worked out by hand from the sourced figures:
+    Hala Point 2600 W / 380e12 op/s = 6.842 pJ per op; Loihi 1 23.6 pJ per synop, 81 pJ per
+    update, 1.7 + 4.0 pJ per spike and hop; 16 steps of 1 / (408.91 x 16) s = 2.4455 ms; static
+    0.232 W x 2.4455 ms = 0.5674 mJ for a whole chip (PilotNet's 1.66 - 1.09 = 0.57 mJ)."""
     from rssnn import energy
 
     for c in list(energy.ENERGY.values()) + list(loihi2.RESOURCES.values()):
         assert c.source and c.kind
-    assert energy.ENERGY["hala_point_pj_per_op"].value == pytest.approx(6.84, abs=0.01)
+    assert energy.ENERGY["hala_point_pj_per_op"].value == pytest.approx(6.842, abs=1e-3)
     high_ops, low_ops = energy.pilotnet_implied_synops()
-    assert high_ops == pytest.approx(4.62e7, rel=0.01) and low_ops == pytest.approx(1.59e8, rel=0.01)
+    assert high_ops == pytest.approx(4.6186e7, rel=1e-4) and low_ops == pytest.approx(1.5931e8, rel=1e-4)
+
+    def pilotnet(synops, updates=0, spikes=0, cores=128):
+        act = dict(synops_per_inference=synops, neuron_updates_per_inference=updates,
+                   spikes_per_inference=spikes, num_steps=16, layers=[{}] * 8)  # fmt: skip
+        return energy.estimate(act, cores=cores)
+
+    # 100 million synops (inside the band), the whole chip: low 1e8 x 6.842 pJ = 0.6842 mJ,
+    # high 1e8 x 23.6 pJ = 2.36 mJ; static 0.5674 mJ on both sides.
+    est = pilotnet(1e8)
+    assert est["dynamic_mj"] == pytest.approx([0.68421, 2.36], rel=1e-4)
+    assert est["static_mj"] == pytest.approx([0.56736, 0.56736], rel=1e-4)
+    assert est["energy_mj"] == pytest.approx([1.25157, 2.92736], rel=1e-4)
+    assert est["energy_mj"][0] < 1.66 < est["energy_mj"][1]
+    # At the band's ends the measured dynamic energy is one of the range's bounds ...
+    assert pilotnet(low_ops)["dynamic_mj"][0] == pytest.approx(1.09, rel=1e-9)
+    assert pilotnet(high_ops)["dynamic_mj"][1] == pytest.approx(1.09, rel=1e-9)
+    # ... and outside it the range misses the measurement.
+    assert pilotnet(1.2 * low_ops)["dynamic_mj"][0] > 1.09
+    assert pilotnet(0.8 * high_ops)["dynamic_mj"][1] < 1.09
+    # Updates and spikes count on the high side only; static power scales with the cores used
+    # (low) or whole chips (high): 1e6 x 81 pJ + 2e5 x 5.7 pJ = 0.08214 mJ more; 3 of 128 cores
+    # 0.5674 x 3 / 128 = 0.013298 mJ; 129 cores take two chips, 1.1347 mJ.
+    est = pilotnet(1e8, updates=1e6, spikes=2e5, cores=3)
+    assert est["dynamic_mj"] == pytest.approx([0.68421, 2.44214], rel=1e-4)
+    assert est["static_mj"] == pytest.approx([0.013298, 0.56736], rel=1e-4)
+    assert pilotnet(1e8, cores=129)["static_mj"] == pytest.approx([0.56736, 1.13472], rel=1e-4)
+    # 16 steps + 2 + the read-out's index 8, at 0.152846 ms each
+    assert est["latency_steps"] == 26 and est["latency_ms"] == pytest.approx(3.97400, rel=1e-4)
 
 
 def test_what_cannot_be_placed_is_refused_with_one_line(shared_files, tmp_path, capsys):

@@ -243,8 +243,9 @@ def test_fixed_point_equals_float_on_integer_valued_inputs():
 
 def test_fixed_point_rounding_toward_zero_with_arbitrary_leak():
     """With a non-dyadic leak the fixed-point mode is Loihi's, not the float one: against an
-    independent plain-integer Loihi oracle (tests/loihi_oracle.py), with negative currents so
-    that rounding toward zero (not floor) matters."""
+    independent plain-integer Loihi oracle (tests/loihi_oracle.py) on random currents, and on an
+    input worked out by hand where rounding toward zero and floor give other spikes (random
+    currents almost never do: the two differ by 1/64 of a unit, on a negative membrane only)."""
     from loihi_oracle import cuba_spikes
 
     steps = 8
@@ -257,6 +258,11 @@ def test_fixed_point_rounding_toward_zero_with_arbitrary_leak():
         want = cuba_spikes(a_in[i].numpy(), params["iDecay"], params["vDecay"], params["vThMant"])
         assert np.array_equal(fixed[i], want), i
     assert fixed.sum() > 5
+    # a = -10: v = -10 << 6 = -640. Next step v decays to -640 * 3686 / 4096 = -575.94: -575
+    # toward zero (floor: -576), and a = 73 adds 73 << 6 = 4672, so v = 4097 > vThMant << 6 = 4096
+    # fires (floor: 4096 does not). After the reset nothing more arrives.
+    edge = torch.tensor([[[-10, 73, 0, 0, 0, 0, 0, 0]] * 2])
+    assert neuron.forward_fixed(edge, params)[0].tolist() == [[0, 1, 0, 0, 0, 0, 0, 0]] * 2
 
 
 def test_lif_and_dlif_are_one_neuron_whose_float_and_integer_forms_agree():

@@ -4,7 +4,9 @@ These follow the reference code's training recipe exactly (method.md §7), which
 attack reproduces: Gaussian noise is *not* clamped, FGSM starts from a 0.001-sigma Gaussian
 jitter and is not projected back to the eps-ball, and the adversarial example is crafted with
 the model in eval mode (BatchNorm running statistics) through the surrogate gradient (BPTT).
-The evaluation attacks (torchattacks) live in ``train.evaluate``.
+Each attack kind reaches these through its class in :mod:`train.attack_kinds` (``for_training``);
+the attack grammar is :mod:`rssnn.perturbation`'s, and the evaluation attacks are crafted by
+:func:`train.attacks.craft`.
 """
 
 from __future__ import annotations
