@@ -16,7 +16,7 @@ from conftest import assert_one_line_error, call_main
 from torch import nn
 
 from rssnn import perturbation
-from rssnn.train import attack_kinds, data, engine, perturb, surrogates
+from rssnn.train import attack_kinds, data, objective, perturb, surrogates
 from rssnn.train.attacks import AttackWrapper, craft, ensemble_members, parse_attacks, worst_case
 from rssnn.train.neurons import DLIF, NeuronConfig
 
@@ -153,7 +153,7 @@ def test_training_perturbations_go_through_the_registry_unchanged(mode):
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
     x, y = torch.rand(4, 3, 2, 2), torch.tensor([0, 1, 2, 0])
     cfg = SimpleNamespace(mode=mode, sigma=0.1, eps=4 / 255, pgd_steps=3, pgd_alpha=1 / 255)
-    got = engine.perturbed_input(model, x, y, cfg, torch.Generator().manual_seed(3))
+    got = objective.perturbed_input(model, x, y, cfg, torch.Generator().manual_seed(3))
     gen = torch.Generator().manual_seed(3)
     want = {
         "gaussian": lambda: perturb.gaussian(x, 0.1, gen),

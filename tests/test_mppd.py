@@ -56,7 +56,7 @@ def test_identical_inputs_give_zero_mppd_and_noise_gives_positive():
     torch.manual_seed(2)
     x = torch.rand(8, 3, 32, 32)
     model = calibrate_batchnorm(build_model("cpu", 2, width=4), x)  # every layer active
-    from rssnn.train.engine import mppd_profile
+    from rssnn.train.metrics import mppd_profile
 
     same = mppd_profile(model, x, sigma=0.0)
     noisy = mppd_profile(model, x, sigma=8 / 255)

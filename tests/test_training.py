@@ -17,8 +17,8 @@ from conftest import ROOT, assert_one_line_error, call_main, run_cli
 from rssnn.train import checkpoint, data, mppd
 from rssnn.train.cifar import build_parser
 from rssnn.train.config import TrainConfig
-from rssnn.train.engine import joint_loss
 from rssnn.train.models import build_model
+from rssnn.train.objective import joint_loss
 
 TINY = [
     "--train-limit",

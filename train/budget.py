@@ -99,7 +99,8 @@ def measure(model, cfg, num_classes: int, device) -> Rates:
     """
     import torch
 
-    from . import engine, mppd
+    from . import mppd
+    from .objective import JointObjective, joint_loss
 
     probe = copy.deepcopy(model).to(device)
     layers = mppd.select_layers(probe, cfg.mppd_layers)
@@ -107,10 +108,10 @@ def measure(model, cfg, num_classes: int, device) -> Rates:
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(cfg.batch_size, 3, 32, 32, generator=gen).to(device)
     y = torch.randint(0, num_classes, (cfg.batch_size,), generator=gen).to(device)
-    objective = engine.JointObjective(probe, cfg, layers)
+    objective = JointObjective(probe, cfg, layers)
 
     def train_step() -> None:
-        loss, _ = engine.joint_loss(probe, x, y, cfg, layers, gen, objective)
+        loss, _ = joint_loss(probe, x, y, cfg, layers, gen, objective)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -1,20 +1,14 @@
-"""The training loop: joint CE + MS-MPPD objective, validation, checkpoints, resume, metrics.
+"""The training loop: optimiser and schedule, epochs, validation, checkpoints, resume.
 
-Objective per batch (Ding et al. 2024, reference code main_train-v2.py)::
-
-    L = kappa * CE(f(x)) + (1 - kappa) * CE(f(x~)) + rho * mean_layers MS-MPPD(x, x~)
-
-with x~ Gaussian noise, FGSM or PGD (``train.perturb``), both passes in train mode on the same
-batch. Natural mode is plain CE on clean images.
+What a step differentiates lives in :mod:`train.objective` (joint CE + MS-MPPD); what an epoch
+measures and writes in :mod:`train.metrics`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,154 +16,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from rssnn.atomic import atomic_write_text
 from rssnn.errors import UserError, first_line
 
-from . import attack_kinds, checkpoint, data, distributed, mppd, perturb
+from . import checkpoint, data, distributed, mppd
 from .config import TrainConfig
+from .metrics import mppd_profile, neuron_summary, split_accuracy, write_metrics
 from .models import constrain_, spiking_layers
+from .objective import JointObjective, joint_loss
 
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-@dataclass
-class BatchLosses:
-    ce_clean: float
-    ce_pert: float
-    mppd: float
-    correct: int
-
-
-def perturbed_input(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    cfg: TrainConfig,
-    gen: torch.Generator,
-    shard: perturb.Shard | None = None,
-) -> torch.Tensor:
-    """The training perturbation of ``cfg.mode`` (not called in natural mode), through the
-    attack-kind table (:mod:`train.attack_kinds`); ``shard``: x is a rank's rows of a global
-    batch (:mod:`train.distributed`)."""
-    spec = attack_kinds.training_spec(cfg)
-    return attack_kinds.kind(spec.kind).for_training(model, x, y, spec, gen, shard)
-
-
-class JointObjective(nn.Module):
-    """The differentiable part of a training step as one call: both passes (clean and
-    perturbed), MS-MPPD and the weighted sum. One module call per step is what
-    DistributedDataParallel allows (one forward per backward); a plain run calls it directly.
-
-    ``forward(x, x_pert, y)`` -> (loss, parts): parts = [CE clean, CE perturbed, MS-MPPD,
-    correct clean predictions], detached; ``x_pert`` None in natural mode.
-    """
-
-    def __init__(self, model: nn.Module, cfg: TrainConfig, layers: list):
-        super().__init__()
-        self.model, self.cfg, self.mppd_layers = model, cfg, layers
-
-    def forward(self, x: torch.Tensor, x_pert: torch.Tensor | None, y: torch.Tensor):
-        model, cfg, layers = self.model, self.cfg, self.mppd_layers
-        nan = x.new_tensor(float("nan"))
-        if x_pert is None:
-            logits = model(x)
-            ce = nn.functional.cross_entropy(logits, y)
-            correct = (logits.argmax(1) == y).sum().to(x.dtype)
-            return ce, torch.stack([ce.detach(), nan, nan, correct])
-        rho = cfg.rho
-        with mppd.recording(layers if rho > 0 else []):
-            logits_c = model(x)
-            clean = [m.recorded_current for _, m in layers] if rho > 0 else []
-            logits_p = model(x_pert)
-            reg = x.new_zeros(())
-            if rho > 0:
-                leak_mode, units = cfg.mppd_leak, cfg.mppd_units
-                terms = [
-                    mppd.ms_mppd(c, m.recorded_current, *mppd.recursion_params(m, leak_mode, units))
-                    for c, (_, m) in zip(clean, layers)
-                ]
-                reg = torch.stack(terms).mean()
-        ce_c = nn.functional.cross_entropy(logits_c, y)
-        ce_p = nn.functional.cross_entropy(logits_p, y)
-        kappa = cfg.kappa
-        loss = kappa * ce_c + (1 - kappa) * ce_p + rho * reg
-        correct = (logits_c.argmax(1) == y).sum().to(x.dtype)
-        return loss, torch.stack([ce_c, ce_p, reg, correct]).detach()
-
-
-def joint_loss(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    cfg: TrainConfig,
-    layers: list,
-    gen: torch.Generator,
-    objective: nn.Module | None = None,
-    shard: perturb.Shard | None = None,
-) -> tuple[torch.Tensor, BatchLosses]:
-    """The training objective on one batch, and its parts for logging. ``objective``: the
-    (DDP-wrapped) :class:`JointObjective` of ``model``; the perturbation is crafted on
-    ``model`` itself (attack gradients are per image and need no synchronisation)."""
-    x_pert = None if cfg.mode == "natural" else perturbed_input(model, x, y, cfg, gen, shard)
-    loss, parts = (objective or JointObjective(model, cfg, layers))(x, x_pert, y)
-    ce_c, ce_p, reg, correct = parts.tolist()
-    return loss, BatchLosses(ce_c, ce_p, reg, int(correct))
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    split: data.Split,
-    batch_size: int,
-    device: torch.device,
-    sigma: float = 0.0,
-    seed: int = 0,
-) -> float:
-    """Accuracy on a split; with ``sigma`` > 0 under clamped Gaussian noise (test-time GN)."""
-    model.eval()
-    gen = torch.Generator().manual_seed(seed)
-    correct = 0
-    for x, y in data.batches(split, batch_size):
-        x, y = x.to(device), y.to(device)
-        if sigma > 0:
-            x = perturb.gaussian(x, sigma, gen).clamp(0, 1)
-        correct += int((model(x).argmax(1) == y).sum())
-    return correct / max(1, len(split))
-
-
-@torch.no_grad()
-def mppd_profile(model: nn.Module, x: torch.Tensor, sigma: float, seed: int = 0) -> dict[str, list[float]]:
-    """Per-layer mean eps^2 per time step for Gaussian noise ``sigma`` on batch ``x`` (eval mode).
-
-    Measured on a common scale (leak 0.99, dI in threshold units) so that layers, epochs and
-    models compare; the training loss may use the layer's own leak.
-    """
-    model.eval()
-    layers = spiking_layers(model)
-    x_pert = perturb.gaussian(x, sigma, torch.Generator().manual_seed(seed)).clamp(0, 1)
-    with mppd.recording(layers):
-        model(x)
-        clean = [m.recorded_current for _, m in layers]
-        model(x_pert)
-        return {
-            name: mppd.mppd_per_step(c, m.recorded_current, *mppd.recursion_params(m, "fixed")).tolist()
-            for c, (name, m) in zip(clean, layers)
-        }
-
-
-def neuron_summary(model: nn.Module) -> dict[str, float]:
-    """Learned leak and threshold per spiking layer: mean, min, max."""
-    out: dict[str, float] = {}
-    for name, m in spiking_layers(model):
-        leak, th, _ = m.clamped()
-        for key, p in (("leak", leak), ("threshold", th)):
-            p = p.detach().float()
-            out[f"{key}_mean/{name}"] = p.mean().item()
-            out[f"{key}_min/{name}"] = p.min().item()
-            out[f"{key}_max/{name}"] = p.max().item()
-    return out
 
 
 def _cosine(total_steps: int):
@@ -394,8 +251,8 @@ class Trainer:
     def _evaluate_and_save(self, partial: bool) -> None:
         cfg, r = self.cfg, self.running
         seen = max(1, r["seen"])
-        val_acc = evaluate(self.model, self.val_split, cfg.eval_batch_size, self.device)
-        val_gn = evaluate(
+        val_acc = split_accuracy(self.model, self.val_split, cfg.eval_batch_size, self.device)
+        val_gn = split_accuracy(
             self.model,
             self.val_split,
             cfg.eval_batch_size,
@@ -441,22 +298,3 @@ class Trainer:
                 f"{row['train_acc']:.3f} val acc {val_acc:.4f} (GN {val_gn:.4f}) "
                 f"MS-MPPD {row['train_mppd']:.4g} [{self.elapsed / 60:.1f} min]"
             )
-
-
-def write_metrics(
-    out: Path, history: list[dict[str, Any]], mppd_steps: dict[str, dict[str, list[float]]]
-) -> None:
-    """metrics.csv (one row per epoch) and metrics.json, both written atomically."""
-    import csv
-    import io
-
-    keys = list(history[0].keys())
-    for row in history[1:]:
-        keys += [k for k in row if k not in keys]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write_text(out / "metrics.csv", buf.getvalue())
-    payload = json.dumps(dict(epochs=history, mppd_per_step=mppd_steps), indent=1)
-    atomic_write_text(out / "metrics.json", payload)

@@ -16,6 +16,9 @@ per attack and spiking layer, the membrane perturbation measured in PyTorch: the
 Ensemble rows also give ``accuracy_deployed``: the robust accuracy of the integer model that
 Lava runs bit for bit (the checkpoint lowered in memory, or --net), with every member's
 candidates checked on it and Square run against it directly (black box).
+
+This module is the protocol (the attacks, the images, the per-layer membrane perturbation, the
+masking checks); the files and the console summary it leaves are :mod:`train.eval_report`'s.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ if __name__ == "__main__":
     __package__ = "rssnn.train"
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -323,81 +325,6 @@ def masking_checks(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     return checks
 
 
-def markdown_table(rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> str:
-    lines = [
-        "| attack | eps / sigma | steps | accuracy | deployed | n | seconds |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    # The headline first: the per-image worst case over the ensembles at each budget.
-    rows = sorted(rows, key=lambda r: "members" not in r)
-    for r in rows:
-        budget = f"{r['eps'] * 255:.3g}/255" if r["kind"] != "clean" else "-"
-        dep = f"{r['accuracy_deployed']:.4f}" if "accuracy_deployed" in r else "-"
-        lines.append(
-            f"| {r['attack']} | {budget} | {r['steps'] or '-'} | {r['accuracy']:.4f} | {dep} | "
-            f"{r['n']} | {r['seconds']:.1f} |"
-        )
-    for r in (r for r in rows if "members" in r):
-        lines += ["", f"{r['attack']}: images each member broke first (float; deployed), seconds", ""]
-        dep = r.get("members_broke_deployed", {})
-        for k in [*r["members"], *(k for k in dep if k not in r["members"])]:
-            lines.append(
-                f"- {k}: {r['members_broke'].get(k, '-')}; {dep.get(k, '-')}; "
-                f"{r['members_seconds'].get(k, 0.0):.1f} s"
-            )
-    lines += ["", "Gradient-masking checks:", ""]
-    lines += [f"- {'PASS' if c['passed'] else 'WARNING'}: {c['name']} ({c['detail']})" for c in checks]
-    return "\n".join(lines) + "\n"
-
-
-PLOT_FILES = ("acc_vs_eps.png", "acc_vs_sigma.png", "mppd_per_layer.png")  # beside --out
-
-
-def plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from rssnn.atomic import atomic_save_figure
-
-    written = []
-    white = [r for r in rows if not r["transfer"]]
-    for kind, fname, xlabel in (
-        ("pgd", PLOT_FILES[0], "PGD eps (/255)"),
-        ("gn", PLOT_FILES[1], "Gaussian sigma (/255)"),
-    ):
-        sel = [r for r in white if r["kind"] == kind]
-        if not sel:
-            continue
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
-        for steps in sorted({r["steps"] for r in sel}):
-            pts = sorted((r["eps"] * 255, r["accuracy"]) for r in sel if r["steps"] == steps)
-            ax.plot(*zip(*pts), "o-", label=f"{steps} steps" if kind == "pgd" else "noise")
-        ax.set(xlabel=xlabel, ylabel="accuracy", ylim=(0, 1), title=f"accuracy vs {xlabel}")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out.parent / fname
-        atomic_save_figure(fig, path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-    attacked = [r for r in white if r["mppd"]]
-    if attacked:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        layers = list(attacked[0]["mppd"])
-        for r in attacked:
-            ax.plot(range(len(layers)), [r["mppd"][k] for k in layers], "o-", label=r["attack"])
-        ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=7)
-        ax.set(ylabel="mean eps^2 (reset-free MPPD)", yscale="log", title="MPPD per layer")
-        ax.legend(fontsize=6, ncol=2)
-        fig.tight_layout()
-        path = out.parent / PLOT_FILES[2]
-        atomic_save_figure(fig, path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-    return written
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -405,7 +332,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from rssnn.errors import UserError
     from rssnn.perturbation import KINDS
 
-    from . import data
+    from . import data, eval_report
     from .attacks import parse_attacks
 
     try:
@@ -434,7 +361,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not ok:
             raise UserError(msg)
     out = Path(args.out)
-    for path in (out, out.with_suffix(".md"), *(out.parent / name for name in PLOT_FILES)):
+    for path in eval_report.output_paths(out):
         check_output_file(path)  # before any attack runs, not after
     device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
     model, ckpt = _load_model(args.checkpoint, device)
@@ -489,23 +416,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows=rows,
         checks=checks,
     )
-    from rssnn.atomic import atomic_write_text
-
-    atomic_write_text(out, json.dumps(result, indent=2))
-    table = markdown_table(rows, checks)
-    atomic_write_text(out.with_suffix(".md"), table)
-    plots(rows, out)
-    print(table, end="")
-    for r in rows:
-        if "members" in r:
-            dep = f", deployed {r['accuracy_deployed']:.4f}" if "accuracy_deployed" in r else ""
-            print(
-                f"robust accuracy at {r['eps'] * 255:g}/255 "
-                f"(worst case over {r['kind']}): float {r['accuracy']:.4f}{dep}"
-            )
-    for c in checks:
-        if not c["passed"]:
-            print(f"WARNING: masking check failed: {c['name']} ({c['detail']})", file=sys.stderr)
+    eval_report.write_report(out, result)
     return result
 
 
