@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_flags(ap)  # the images of --verify
     ap.add_argument("--verify-report", default=None, help="JSON report of the verification")
     ap.add_argument(
-        "--allow-mismatch", action="store_true", help="keep the file even if Lava and PyTorch disagree"
+        "--allow-mismatch",
+        action="store_true",
+        help="keep the file even if Lava and the integer reference disagree",
     )
     ap.add_argument("--force", action="store_true", help="replace an existing --out file")
     ap.add_argument(
@@ -92,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1000,
         metavar="M",
-        help="with --verify: float vs fixed-point accuracy on M images, PyTorch only "
-        "(default 1000; Lava equals the fixed point, checked on the N images)",
+        help="with --verify: float vs fixed-point accuracy on M images, without Lava (the float "
+        "model and the numpy integer reference; default 1000; Lava equals the reference, checked "
+        "on the N images)",
     )
     return ap
 

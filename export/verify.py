@@ -202,7 +202,8 @@ def fixed_point_accuracy(
     labels: torch.Tensor,
     batch_size: int = 500,
 ) -> dict[str, float]:
-    """Float vs fixed-point accuracy on many images, PyTorch only (fast).
+    """Float vs fixed-point accuracy on many images without Lava (fast): the float model against
+    the numpy integer reference (:func:`rssnn.integer_forward.run_fixed`).
 
     Lava equals the fixed-point model bit for bit (checked by :func:`verify` on fewer images),
     so this measures the quantisation drop of the deployed network on a meaningful sample.
