@@ -513,7 +513,7 @@ def stream(data: np.ndarray, num_steps: int, total_steps: int) -> np.ndarray:
 def correlate_grouped(x: np.ndarray, layer: Layer) -> np.ndarray:
     """A conv layer's synaptic sums on frames x [S, C, H, W] -> [S, C', H', W'] (exact integers),
     clamped to 24 signed bits as Lava's Conv models clamp them."""
-    from rssnn.integer_forward import correlate
+    from rssnn.convolution import correlate
 
     y = correlate(x, layer.weight, layer.stride, layer.padding, layer.dilation, layer.groups)
     y = np.rint(y).astype(np.int64)

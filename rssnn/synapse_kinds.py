@@ -22,6 +22,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from rssnn.convolution import correlate
 from rssnn.errors import UserError
 from rssnn.layout import swap_layout
 
@@ -85,8 +86,6 @@ class ConvKind:
 
     def forward(self, syn: Any, x: np.ndarray) -> np.ndarray:
         """x [N, Cin, H, W, T] -> float64 [N, C, H', W', T] (exact integers)."""
-        from rssnn.integer_forward import correlate
-
         n, steps = x.shape[0], x.shape[-1]
         merged = np.moveaxis(x, -1, 1).reshape(n * steps, *x.shape[1:4])
         y = correlate(merged, syn.weight, syn.stride, syn.padding)

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from rssnn.lava_procs.synapses.models import conv_xyc
+from rssnn.convolution import conv_xyc
 
 
 def _stock(x, w, stride, padding, groups):

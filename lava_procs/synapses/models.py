@@ -4,7 +4,7 @@ Lava 0.10's ``PyConvModelFixed`` computes every step with ``scipy.signal.convolv
 (input channel, output channel) pair, and its torch path is switched off because torch inside
 Lava's forked workers hangs; for our networks that is about 90 % of a step. Here the same
 convolution is one im2col gather and one float64 matrix product per group
-(:func:`rssnn.integer_forward.conv_xyc`, shared with the integer reference forward). It is exact, not
+(:func:`rssnn.convolution.conv_xyc`, shared with the integer reference forward). It is exact, not
 approximate: every operand is an integer (weights 8 bit, inputs at most 24 bit) and every sum
 stays far below 2**53, where float64 represents integers exactly. The result is clamped to 24
 bits as the stock model does, so outputs equal the stock model's bit for bit (tested).
@@ -29,7 +29,7 @@ from lava.proc.conv.process import Conv
 from lava.proc.dense.process import DelayDense
 from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 
-from rssnn.integer_forward import conv_xyc
+from rssnn.convolution import conv_xyc
 
 
 def _single_threaded_blas() -> None:
