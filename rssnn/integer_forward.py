@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 
 from rssnn import dynamics
+from rssnn.layout import channel_first
 from rssnn.lowered import LoweredLayer, LoweredNet, SkipSynapse, encode_input, readout_logits
 from rssnn.neuron import LoihiCuba
+from rssnn.neuron_cuba import CUBA
 from rssnn.synapse_kinds import kind_of
 
 
@@ -39,16 +41,12 @@ def lif_sequence(
         post-reset voltage v after every step, both [N, C, *S, T].
     """
     a = np.asarray(a_in, dtype=np.int64)
-    view = (-1,) + (1,) * (a.ndim - 3)
-
-    def per_channel(p) -> np.ndarray:
-        return np.asarray(p, dtype=np.int64).reshape(-1).reshape(view)
-
-    neuron = LoihiCuba(*(per_channel(p) for p in (neuron.i_decay, neuron.v_decay, neuron.vth_mant)))
+    state_ndim = a.ndim - 2  # (C, *S): the channel axis first once the batch axis is dropped
+    neuron = CUBA.on_grid(neuron, state_ndim)
     b = 0
     if bias is not None:
         b = np.asarray(bias, dtype=np.int64)
-        b = (b.reshape(view) if b.ndim == 1 else b) << dynamics.NETX_BIAS_EXP
+        b = (channel_first(b, state_ndim) if b.ndim == 1 else b) << CUBA.bias_shift
     u = np.zeros_like(a[..., 0])
     v = np.zeros_like(a[..., 0])
     out, us, vs = [], [], []
