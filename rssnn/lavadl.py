@@ -41,7 +41,7 @@ from rssnn.errors import UserError, first_line
 from rssnn.layout import channel_first, swap_layout
 from rssnn.neuron import LoihiCuba
 from rssnn.neuron_sigma_delta import SigmaDeltaNeuron
-from rssnn.synapse_kinds import read_integers, read_text
+from rssnn.synapse_kinds import read_integers, read_scalar, read_text
 
 MAX_DELAY = 62  # NetX clamps dense delays to this (DelayDense, max_delay=62)
 CONV_CLAMP_BITS = 24  # Lava's Conv models clamp their output to 24 signed bits
@@ -132,13 +132,6 @@ class LavaDlNet:
         return num_inputs * num_steps + self.first_step(len(self.layers) - 1)
 
 
-def _scalar(g: h5py.Group, key: str) -> int:
-    values = read_integers(g, key)
-    if values.size != 1:
-        raise ValueError(f"{g.name}/{key} holds {values.size} values, expected one")
-    return int(values.reshape(-1)[0])
-
-
 def _pair(g: h5py.Group, key: str, default: int) -> tuple[int, int]:
     if key not in g:
         return (default, default)
@@ -161,7 +154,7 @@ def _neuron(path: Path, g: h5py.Group, kind: str, channels: int) -> Neuron:
     if "type" not in n:
         raise ValueError(f"{n.name} has no type")
     neuron_type = read_text(n["type"])
-    bits = _scalar(n, "messageBits") if "messageBits" in n else None
+    bits = read_scalar(n, "messageBits") if "messageBits" in n else None
     neuron_kind = neuron_kinds.find(neuron_type)
     if neuron_kind is None:
         raise UserError(
@@ -311,7 +304,7 @@ def read(path: str | Path) -> LavaDlNet:
                     else:
                         w = read_integers(g, "weight")
                         w = w.reshape(w.shape[:4]) if w.ndim == 5 else w
-                        groups = _scalar(g, "groups") if "groups" in g else 1
+                        groups = read_scalar(g, "groups") if "groups" in g else 1
                     if (
                         w.ndim != 4
                         or groups < 1

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from rssnn.errors import UserError
-from rssnn.synapse_kinds import read_integers, read_text
+from rssnn.synapse_kinds import read_scalar, read_text
 
 EXP = 6  # NetX's spike_exp and state_exp of sigma-delta neurons
 MESSAGE_BITS = 16  # NetX's default message bits of sigma-delta neurons
@@ -90,10 +90,7 @@ class SigmaDeltaKind:
         mode = "delta" if input_layer else ("sigma" if "sigma_output" in neuron else "sigma_delta")
         if mode == "sigma":
             return SigmaDeltaNeuron(mode)
-        values = read_integers(neuron, "vThMant")
-        if values.size != 1:
-            raise ValueError(f"{neuron.name}/vThMant holds {values.size} values, expected one")
-        return SigmaDeltaNeuron(mode, int(values.reshape(-1)[0]))
+        return SigmaDeltaNeuron(mode, read_scalar(neuron, "vThMant"))
 
     def on_grid(self, neuron: SigmaDeltaNeuron, ndim: int) -> SigmaDeltaNeuron:
         """Its parameters are one value per layer: unchanged."""

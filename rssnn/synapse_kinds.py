@@ -51,6 +51,15 @@ def read_integers(
     return values.astype(np.int64)
 
 
+def read_scalar(group: h5py.Group, name: str) -> int:
+    """An integer field holding one value (scalar or length 1), as :func:`read_integers` checks
+    it (ValueError for more values)."""
+    values = read_integers(group, name)
+    if values.size != 1:
+        raise ValueError(f"{group.name}/{name} holds {values.size} values, expected one")
+    return int(values.reshape(-1)[0])
+
+
 def read_text(dset: h5py.Dataset) -> str:
     """A NetX text field (``type``, ``activation``): one bytes or str value, scalar or length 1
     (ValueError for more), decoded as ASCII."""
