@@ -69,12 +69,26 @@ _guard_installed = False
 _abandoned_threads: list[threading.Thread] = []
 
 
+# The pid of the process that is forking, set just before each fork: a worker compares its
+# parent with this, not with getppid() read after the fork, which is already 1 (or a subreaper)
+# when the parent was killed between the fork and the hook. Such a worker would have watched
+# the wrong parent forever and kept the command's pipes open (seen once in CI, under load).
+_forking_pid = 0
+
+
+def _before_fork() -> None:
+    global _forking_pid
+    _forking_pid = os.getpid()
+
+
 def _in_forked_worker() -> None:
     # threading's own after-fork hook ran first (registered at its import): current_thread()
     # is the object of the thread that forked
     if threading.current_thread() in _abandoned_threads:
         os._exit(1)
-    parent = os.getppid()
+    parent = _forking_pid
+    if os.getppid() != parent:
+        os._exit(1)  # the parent died while forking us
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
@@ -91,7 +105,7 @@ def install_worker_guard() -> None:
     """Give every process forked from now on (Lava's workers) the worker behaviour above."""
     global _guard_installed
     if not _guard_installed:
-        os.register_at_fork(after_in_child=_in_forked_worker)
+        os.register_at_fork(before=_before_fork, after_in_child=_in_forked_worker)
         _guard_installed = True
 
 

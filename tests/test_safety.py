@@ -346,9 +346,13 @@ def _start_and_signal(cmd: list[str], sig: int, ready) -> tuple[subprocess.Popen
     try:
         _, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
+        survivors = subprocess.run(["ps", "-g", str(proc.pid), "-o", "pid=,ppid=,stat=,args="],
+                                   capture_output=True, text=True).stdout  # fmt: skip
         os.killpg(proc.pid, signal.SIGKILL)  # leave nothing behind, even when failing
         proc.communicate()
-        raise AssertionError(f"{cmd[:2]} still running 60 s after {signal.Signals(sig).name}") from None
+        raise AssertionError(
+            f"{cmd[:2]} still running 60 s after {signal.Signals(sig).name}; left:\n{survivors}"
+        ) from None
     return proc, err
 
 
@@ -390,6 +394,47 @@ def test_a_signal_while_lava_starts_its_workers_leaves_no_process(long_lava_run)
     proc, err = _start_and_signal(long_lava_run, signal.SIGTERM, lambda pid: len(_descendants(pid)) >= 1)
     assert _gone(proc.pid) == [], "Lava workers outlived the runner"
     assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
+
+
+_PARENT_DIES_WHILE_FORKING = """
+import os, sys, time
+from rssnn import lava_guard
+
+read_end, write_end = os.pipe()
+top = os.getpid()
+
+
+def wait_for_orphaning():  # registered first, so it runs before the guard's hook in the child
+    if os.getpid() != top and os.getppid() == middle:
+        while os.getppid() == middle:
+            time.sleep(0.01)
+
+
+middle = os.fork()
+if middle == 0:  # the command: installs the guard, forks a worker and dies at once
+    middle = os.getpid()
+    os.register_at_fork(after_in_child=wait_for_orphaning)
+    lava_guard.install_worker_guard()
+    if os.fork() == 0:  # the worker, orphaned before the guard's hook ran
+        os.close(read_end)
+        time.sleep(60)  # a guarded worker never gets here
+        os._exit(0)
+    os._exit(0)
+os.close(write_end)
+os.waitpid(middle, 0)
+start = time.monotonic()
+os.read(read_end, 1)  # EOF once the worker, the last holder of the write end, is gone
+print(f"{time.monotonic() - start:.2f}")
+"""
+
+
+def test_a_worker_orphaned_while_being_forked_exits():
+    """The parent killed between a worker's fork and its guard hook: the worker must not take
+    the orphaned state for its parent and run on (it held the runner's pipes open in CI)."""
+    out = subprocess.run([sys.executable, "-c", _PARENT_DIES_WHILE_FORKING], cwd=ROOT,
+                         capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) < 5, f"the orphaned worker lived {out.stdout.strip()} s"
 
 
 # SIGINT takes SIGTERM's path in every command (Python raises KeyboardInterrupt for it, and
