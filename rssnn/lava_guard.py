@@ -69,16 +69,28 @@ _guard_installed = False
 _abandoned_threads: list[threading.Thread] = []
 
 
-# The pid of the process that is forking, set just before each fork: a worker compares its
-# parent with this, not with getppid() read after the fork, which is already 1 (or a subreaper)
-# when the parent was killed between the fork and the hook. Such a worker would have watched
-# the wrong parent forever and kept the command's pipes open (seen once in CI, under load).
-_forking_pid = 0
+# Set just before each fork, in the forking thread: the pid of the process that forks, and
+# that thread's signal mask before the stop signals were blocked for the fork.
+# * A worker compares its parent with this pid, not with getppid() read after the fork, which
+#   is already 1 (or a subreaper) when the parent was killed between the fork and the hook.
+#   Such a worker watched the wrong parent forever and kept the command's pipes open (seen
+#   once in CI, under load).
+# * Until its hook has given it the worker dispositions, a child runs the parent's Python
+#   handlers: a SIGTERM from terminate_children() then raised Terminated inside the after-fork
+#   hooks (a traceback on stderr) and the child lived on until killed (measured: 2 of 3
+#   SIGTERMs sent as Lava starts its workers). The stop signals stay blocked across the fork
+#   and are delivered, pending, once the child's own dispositions are in place.
+_fork_state = threading.local()
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 def _before_fork() -> None:
-    global _forking_pid
-    _forking_pid = os.getpid()
+    _fork_state.pid = os.getpid()
+    _fork_state.mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+
+
+def _after_fork_in_parent() -> None:
+    signal.pthread_sigmask(signal.SIG_SETMASK, _fork_state.mask)
 
 
 def _in_forked_worker() -> None:
@@ -86,12 +98,13 @@ def _in_forked_worker() -> None:
     # is the object of the thread that forked
     if threading.current_thread() in _abandoned_threads:
         os._exit(1)
-    parent = _forking_pid
+    parent = _fork_state.pid
     if os.getppid() != parent:
         os._exit(1)  # the parent died while forking us
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, _fork_state.mask)  # a pending SIGTERM acts now
 
     def watch_parent() -> None:
         while os.getppid() == parent:
@@ -105,12 +118,17 @@ def install_worker_guard() -> None:
     """Give every process forked from now on (Lava's workers) the worker behaviour above."""
     global _guard_installed
     if not _guard_installed:
-        os.register_at_fork(before=_before_fork, after_in_child=_in_forked_worker)
+        os.register_at_fork(
+            before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_in_forked_worker
+        )
         _guard_installed = True
 
 
-def terminate_children(timeout: float = 5.0) -> int:
+def terminate_children(timeout: float = 2.0) -> int:
     """Terminate every child process still alive (Lava's runtime workers); returns how many.
+
+    A worker takes SIGTERM by default (:func:`install_worker_guard`) and dies at once; one that
+    has not within ``timeout`` is killed.
 
     Lava's ``SystemProcess.join`` takes no timeout, so we wait on ``is_alive`` ourselves; a
     process object Lava already closed raises ValueError, and is skipped.
@@ -177,8 +195,23 @@ def _failed_worker(proc: Any) -> str | None:
     return None
 
 
+def _runtime_initialised(proc: Any) -> bool:
+    """Whether Lava finished building the runtime of ``proc``'s graph (workers forked, channels
+    and shared memory made). Read from Lava 0.10's private flag, as :func:`_failed_worker` does."""
+    return bool(getattr(getattr(proc, "runtime", None), "_is_initialized", False))
+
+
 def stop(proc: Any, timeout: float = 30.0) -> None:
-    """Stop the runtime (bounded in time, once), then make sure no worker process survives."""
+    """Stop the runtime (bounded in time, once), then make sure no worker process survives.
+
+    A runtime still being built (a signal or error while Lava forks its workers) is not asked
+    to stop: its ``stop()`` then blocked for the whole ``timeout`` in every trial (5 s of each
+    Ctrl-C during start-up, measured with ``python -m lava_procs.run``) and ended with the
+    workers terminated below all the same. Either way the shared-memory manager dies with the
+    workers, and Python's resource tracker unlinks its segments at exit (with a warning).
+    """
+    if getattr(proc, "runtime", None) is not None and not _runtime_initialised(proc):
+        proc._rssnn_stopped = True
     if getattr(proc, "runtime", None) is not None and not getattr(proc, "_rssnn_stopped", False):
         proc._rssnn_stopped = True
 
@@ -262,7 +295,9 @@ def run_steps(
     except BaseException:
         if worker is not None and worker.is_alive():
             _abandoned_threads[:] = [t for t in _abandoned_threads if t.is_alive()] + [worker]
-        stop(proc, timeout=5.0)
+        # a healthy runtime stops in 0.2-0.3 s (measured, the default model); one that does not
+        # within 2 s is blocked, and its workers are terminated all the same
+        stop(proc, timeout=2.0)
         raise
     finally:
         gc.unfreeze()  # the parent collects its own objects again
