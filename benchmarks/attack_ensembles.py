@@ -14,8 +14,13 @@ stopped run resumes where it left off, and the summary covers the chunks done so
   Square (``--deployed-square-queries``) runs against the integer model itself.
 - ``full`` (first ``--full-images`` images only): ``ensemble-full``.
 
-At the end, ``--lava-images`` of the new ensemble's final adversarial images (first chunk) run
-in Lava (an exported .net in a temporary folder) for the agreement with the integer model.
+At the end, every image Square broke beyond the new ensemble's gradient members is diagnosed
+(``square_images`` in the JSON): its clean logit margin, the share of pixels with a non-zero
+input gradient through three surrogates (zero would be gradient masking), and whether the
+``ensemble-full`` gradient members (100 steps, 21 surrogates) break it, which separates a
+schedule too short from an image no gradient reaches. Then ``--lava-images`` of the new
+ensemble's final adversarial images (first chunk) run in Lava (an exported .net in a temporary
+folder) for the agreement with the integer model.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ import torch
 import rssnn  # noqa: F401
 from rssnn.atomic import atomic_write_text
 from rssnn.perturbation import parse_fraction
-from rssnn.train import attack_kinds, checkpoint, data
-from rssnn.train.attacks import ensemble_members, with_square_queries, worst_case
+from rssnn.train import attack_kinds, checkpoint, data, surrogates
+from rssnn.train.attacks import AttackWrapper, ensemble_members, with_square_queries, worst_case
 from rssnn.train.deployed import IntegerModel, lower_model, to_uint8
 
 SQUARE_CHECK_QUERIES = 5000
@@ -162,6 +167,20 @@ def markdown(summary: dict) -> str:
                     f"- `{k}`: {r['broke'].get(k, '-')}; {dep.get(k, '-')}; "
                     f"{r['member_seconds_per_image'].get(k, 0.0):.2f}"
                 )
+        if "square_images" in rows:
+            d = rows["square_images"]
+            lines += ["", f"{key}: the images Square broke beyond the new gradient members", ""]
+            for i, idx in enumerate(d["images"]):
+                grads = ", ".join(f"{k} {v[i]:.2f}" for k, v in d["gradient_nonzero_fraction"].items())
+                verdict = (
+                    "survives every ensemble-full gradient member"
+                    if d["full_gradient_robust"][i]
+                    else f"broken by ensemble-full's `{d['full_gradient_broken_by'][i]}`"
+                )
+                lines.append(
+                    f"- image {idx} (label {d['labels'][i]}): clean margin {d['clean_logit_margin'][i]:.3f}; "
+                    f"non-zero gradient share {grads}; {verdict}"
+                )
         if "paired" in rows:
             p = rows["paired"]
             lines += [
@@ -171,6 +190,37 @@ def markdown(summary: dict) -> str:
                 f"images Square broke beyond the new gradient members: {p['square_broke_new']}",
             ]
     return "\n".join(lines) + "\n"
+
+
+DIAGNOSIS_SURROGATES = ("tri0.25", "exp0.5", "rga")
+
+
+def diagnose_square_images(model, x: torch.Tensor, y: torch.Tensor, eps: float, seed: int) -> dict:
+    """Why gradients missed what Square found, for images ``x`` [K, 3, H, W] (labels ``y`` [K]):
+    the clean logit margin (correct class minus the best other, in the model's logit units),
+    the fraction of pixels with a non-zero cross-entropy gradient per surrogate, and the
+    ``ensemble-full`` gradient members' per-image verdict (``robust``: none of them breaks it)."""
+    with torch.no_grad():
+        logits = model(x)
+    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+    margin = (logits.gather(1, y[:, None])[:, 0] - other).tolist()
+    nonzero = {}
+    for name in DIAGNOSIS_SURROGATES:
+        pixels = x.clone().requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(AttackWrapper(model, surrogates.make(name))(pixels), y)
+        (grad,) = torch.autograd.grad(loss, pixels)
+        nonzero[name] = [round(v, 4) for v in (grad != 0).flatten(1).float().mean(1).tolist()]
+    full = [m for m in plans(eps)["full"] if m.kind != "square"]
+    t0 = time.perf_counter()
+    res = worst_case(model, full, x, y, torch.Generator().manual_seed(seed))
+    return dict(
+        clean_logit_margin=[round(v, 4) for v in margin],
+        gradient_nonzero_fraction=nonzero,
+        full_gradient_members=[m.text for m in full],
+        full_gradient_robust=res.robust.tolist(),
+        full_gradient_broken_by=res.broken_by,
+        full_seconds=time.perf_counter() - t0,
+    )
 
 
 def lava_spot_check(ckpt_path: str, net, images: np.ndarray) -> dict:
@@ -258,6 +308,20 @@ def main(argv: list[str] | None = None) -> dict:
         )
         atomic_write_text(out, json.dumps(summary, indent=1))
         atomic_write_text(out.with_suffix(".md"), markdown(summary))
+    for eps in eps_list:
+        key = f"{eps * 255:g}/255"
+        images = summary["results"][key].get("paired", {}).get("square_broke_new", [])
+        path = cache / f"square-images-{eps * 255:g}.json"
+        found = json.loads(path.read_text()) if path.exists() else {}
+        if images and found.get("images") != images:
+            print(f"[{time.strftime('%H:%M:%S')}] {key}: diagnosing Square's images {images}", flush=True)
+            found = dict(images=images, labels=y_all[images].tolist())
+            found.update(diagnose_square_images(model, x_all[images], y_all[images], eps, args.seed))
+            atomic_write_text(path, json.dumps(found))
+        if images:
+            summary["results"][key]["square_images"] = found
+    atomic_write_text(out, json.dumps(summary, indent=1))
+    atomic_write_text(out.with_suffix(".md"), markdown(summary))
     for eps in eps_list:
         f = cache / f"adv-{eps * 255:g}.npy"
         if args.lava_images and f.exists():
