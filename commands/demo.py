@@ -1,5 +1,5 @@
-"""The main job: train -> evaluate -> export + verify -> run on Lava with the monitor -> Loihi 2
-cost (placement, activity counted in Lava, energy range) -> summary.
+"""The main job: train -> evaluate -> certify -> export + verify -> run on Lava with the monitor
+-> Loihi 2 cost (placement, activity counted in Lava, energy range) -> summary.
 
     python -m rssnn.commands.demo [--out runs/main] [--fresh] [--data-root DIR] [--download]
 
@@ -42,6 +42,15 @@ EVAL_IMAGES = 100
 DEPLOYED_SQUARE = 100
 LAVA_IMAGES = 200  # per perturbation, on Lava (fast exact synapse models: about 0.1 s per image pair)
 COST_IMAGES = 100  # activity counted in Lava for the Loihi 2 cost estimate
+# A short certificate (rssnn certify, randomized smoothing): the float model smoothed at its own
+# training sigma (TRAIN's Gaussian noise, train/cifar.py's default 8/255: a certificate needs a base
+# classifier trained at its sigma), n0 100 + n 500 samples on every 10th of the first 200 held-out
+# images, about 0.7 s per image on 2 cores (docs/certify.md's costs). At n = 500 and alpha 0.001 no
+# radius above 0.069 can be certified, hence the table's radii. The deployed integer model costs
+# 11 times more per sample: `rssnn certify --net` certifies it (docs/certify.md).
+CERTIFY_SIGMA = "8/255"
+CERTIFY = ["--sigma", CERTIFY_SIGMA, "--n0", "100", "--n", "500", "--alpha", "0.001", "--limit", "20",
+           "--skip", "10", "--radii", "0,0.02,0.04,0.06"]  # fmt: skip
 
 
 def stage(name: str, args: list[str], done: Path, timings: dict[str, float]) -> None:
@@ -65,9 +74,12 @@ def pipeline(out: Path, data: list[str], download: bool) -> list[tuple[str, list
                 "--out", str(out / "eval" / "results.json"), "--quiet"]  # fmt: skip
     export = ["-m", "rssnn.export.to_netx", "--checkpoint", str(ckpt), "--out", str(out / "model.net"), *data,
               "--verify", "100", "--verify-report", str(out / "verify.json")]  # fmt: skip
+    certify = ["-m", "rssnn.commands.certify", "--checkpoint", str(ckpt), *data, *CERTIFY,
+               "--out", str(out / "certify.json")]  # fmt: skip
     stages = [
         ("train", train + TRAIN, ckpt),
         ("evaluate", evaluate, out / "eval" / "results.json"),
+        ("certify", certify, out / "certify.json"),
         ("export", export, out / "model.net"),  # renamed into place only once verified
     ]
     for pert in ("gaussian:8/255", "fgsm:8/255"):
@@ -137,6 +149,16 @@ def summary(out: Path, timings: dict[str, float]) -> str:
     ]
     failed = [c["name"] for c in ev["checks"] if not c["passed"]]
     rows.append(("gradient-masking checks", "all pass" if not failed else "FAILED: " + "; ".join(failed)))
+    cert = json.loads((out / "certify.json").read_text())
+    rows.append(
+        (
+            f"certified accuracy at L2 radius {' / '.join(cert['certified_accuracy'])} (float model "
+            f"smoothed at sigma {CERTIFY_SIGMA}, n {cert['n']}, alpha {cert['alpha']:g}, "
+            f"{cert['images_done']} images)",
+            " / ".join(f"{a:.2f}" for a in cert["certified_accuracy"].values())
+            + f"; abstains on {cert['abstain_rate']:.2f}",
+        )
+    )
     rows += [
         ("export: spike mismatches Lava vs integer reference", str(ver["spike_mismatches"])),
         ("export: prediction agreement", f"{ver['prediction_agreement']:.3f}"),
