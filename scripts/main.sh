@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: set up .venv (if needed), then the whole pipeline on real CIFAR-10:
-# train (DLIF + MS-MPPD, Gaussian noise) -> evaluate attacks -> export to NetX + verify in Lava
+# train (DLIF + MS-MPPD, Gaussian noise) -> evaluate attacks -> certify (randomized smoothing)
+# -> export to NetX + verify in Lava
 # -> run on Lava with the on-device MPPD monitor -> Loihi 2 cost -> summary table. 9-10 minutes
 # on 2 cores once .venv exists (training keeps a 5-minute budget; docs/architecture.md).
 # A second call reuses finished stages (RSSNN_FRESH=1 starts over). Extra args go to rssnn.commands.demo.
