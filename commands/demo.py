@@ -29,8 +29,11 @@ from pathlib import Path
 # in so short a run (val 0.461 with them, 0.512 without), 1 epoch of 24,000 gave 0.444 and
 # --lr 0.2 changed nothing after epoch 1 (0.385 vs 0.386): no augmentation, 3 epochs, lr 0.1.
 TRAIN_MINUTES = 5.0
-TRAIN = ["--mode", "gaussian", "--rho", "1", "--train-limit", "20000", "--epochs", "3", "--no-augment",
-         "--val-size", "2000", "--time-budget", str(TRAIN_MINUTES)]  # fmt: skip
+# The Gaussian noise of training, and the sigma the certify stage smooths at (a certificate needs a
+# base classifier trained at its sigma): one name for both.
+SIGMA = "8/255"
+TRAIN = ["--mode", "gaussian", "--sigma", SIGMA, "--rho", "1", "--train-limit", "20000", "--epochs", "3",
+         "--no-augment", "--val-size", "2000", "--time-budget", str(TRAIN_MINUTES)]  # fmt: skip
 # The headline robust accuracy is the per-image worst case over the affordable attack ensemble
 # (train/attack_kinds.py ENSEMBLE: surrogates built for spiking networks, Square last), float and
 # deployed (the integer model, with Square run on it at DEPLOYED_SQUARE queries: its forward is the
@@ -43,13 +46,11 @@ DEPLOYED_SQUARE = 100
 LAVA_IMAGES = 200  # per perturbation, on Lava (fast exact synapse models: about 0.1 s per image pair)
 COST_IMAGES = 100  # activity counted in Lava for the Loihi 2 cost estimate
 # A short certificate (rssnn certify, randomized smoothing): the float model smoothed at its own
-# training sigma (TRAIN's Gaussian noise, train/cifar.py's default 8/255: a certificate needs a base
-# classifier trained at its sigma), n0 100 + n 500 samples on every 10th of the first 200 held-out
+# training sigma (SIGMA), n0 100 + n 500 samples on every 10th of the first 200 held-out
 # images, about 0.7 s per image on 2 cores (docs/certify.md's costs). At n = 500 and alpha 0.001 no
 # radius above 0.069 can be certified, hence the table's radii. The deployed integer model costs
 # 11 times more per sample: `rssnn certify --net` certifies it (docs/certify.md).
-CERTIFY_SIGMA = "8/255"
-CERTIFY = ["--sigma", CERTIFY_SIGMA, "--n0", "100", "--n", "500", "--alpha", "0.001", "--limit", "20",
+CERTIFY = ["--sigma", SIGMA, "--n0", "100", "--n", "500", "--alpha", "0.001", "--limit", "20",
            "--skip", "10", "--radii", "0,0.02,0.04,0.06"]  # fmt: skip
 
 
@@ -153,7 +154,7 @@ def summary(out: Path, timings: dict[str, float]) -> str:
     rows.append(
         (
             f"certified accuracy at L2 radius {' / '.join(cert['certified_accuracy'])} (float model "
-            f"smoothed at sigma {CERTIFY_SIGMA}, n {cert['n']}, alpha {cert['alpha']:g}, "
+            f"smoothed at sigma {cert['sigma'] * 255:.3g}/255, n {cert['n']}, alpha {cert['alpha']:g}, "
             f"{cert['images_done']} images)",
             " / ".join(f"{a:.2f}" for a in cert["certified_accuracy"].values())
             + f"; abstains on {cert['abstain_rate']:.2f}",
